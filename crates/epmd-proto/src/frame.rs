@@ -68,10 +68,6 @@ impl<'a> Reader<'a> {
         self.buf.len()
     }
 
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
-    }
-
     pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.buf.len() < n {
             return None;

@@ -1,1 +1,18 @@
-//! Daemon library.
+//! The epmdx daemon as a library: an OTP-compatible EPMD server with the
+//! multi-transport extension.
+//!
+//! # Layout
+//! - [`registry`]: live nodes, the unregistered-names list and OTP's creation
+//!   rules; pure data, no I/O, no clock.
+//! - [`listen`]: binding the listening sockets exactly where the C epmd would,
+//!   before the process daemonises.
+//! - [`server`]: the tokio Listener/Handler pair, connection bounds and
+//!   timeouts.
+//!
+//! The wire format lives in `epmd-proto`; this crate decides what to answer.
+
+pub mod listen;
+pub mod registry;
+pub mod server;
+
+pub use server::{Config, Server, ServerError};

@@ -1,0 +1,166 @@
+//! Binding the listening sockets the way the C epmd does.
+//!
+//! - No address list: `0.0.0.0` and `::` (IPV6_V6ONLY).
+//! - With a list: `127.0.0.1` and `::1` first, then each listed address
+//!   (loopbacks in the list are skipped); at most 16 sockets in all.
+//! - A family the kernel lacks is skipped. A bind failure on an implicit
+//!   loopback is tolerated, except EADDRINUSE; on a listed address it is fatal.
+//! - EADDRINUSE anywhere means "an epmd already runs here" ([`BindError::InUse`]).
+//!
+//! Binding happens before the process daemonises, so `epmdx -daemon` returns
+//! only once lookups can succeed.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The C epmd's MAX_LISTEN_SOCKETS.
+pub const MAX_LISTEN_SOCKETS: usize = 16;
+
+/// Why binding failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The port is taken: another epmd runs (the C epmd exits 0 on this).
+    #[error("there is already a epmd running at port {port}")]
+    InUse {
+        /// The contested port.
+        port: u16,
+        /// The address that was in use.
+        addr: IpAddr,
+    },
+    /// A listed address could not be bound.
+    #[error("failed to bind socket on {addr}: {source}")]
+    Listed {
+        /// The listed address.
+        addr: IpAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Too many addresses for MAX_LISTEN_SOCKETS.
+    #[error("cannot listen on more than {MAX_LISTEN_SOCKETS} IP addresses")]
+    TooMany,
+    /// Nothing at all was bound.
+    #[error("unable to bind any address")]
+    Nothing,
+}
+
+/// Parses an `-address` / `ERL_EPMD_ADDRESS` list: commas or spaces separate
+/// tokens; each is tried as IPv6, then IPv4. Returns the first unparsable
+/// token on failure. A list of only separators is an empty list.
+pub fn parse_address_list(list: &str) -> Result<Vec<IpAddr>, String> {
+    list.split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<Ipv6Addr>()
+                .map(IpAddr::V6)
+                .or_else(|_| t.parse::<Ipv4Addr>().map(IpAddr::V4))
+                .map_err(|_| t.to_owned())
+        })
+        .collect()
+}
+
+fn is_family_missing(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_one(addr: IpAddr, port: u16) -> io::Result<TcpListener> {
+    let domain = match addr {
+        IpAddr::V4(_) => Domain::IPV4,
+        IpAddr::V6(_) => Domain::IPV6,
+    };
+    let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::new(addr, port).into())?;
+    sock.listen(libc::SOMAXCONN)?;
+    Ok(sock.into())
+}
+
+/// Binds every listening socket for `port` and the given address list
+/// (empty = all interfaces).
+pub fn bind_all(port: u16, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
+    let implicit: Vec<IpAddr> = if addresses.is_empty() {
+        vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
+    } else {
+        vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+    };
+    let listed: Vec<IpAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|a| !a.is_loopback())
+        .collect();
+    if implicit.len() + listed.len() >= MAX_LISTEN_SOCKETS {
+        return Err(BindError::TooMany);
+    }
+    let mut out = Vec::new();
+    for addr in implicit {
+        match bind_one(addr, port) {
+            Ok(l) => out.push(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(BindError::InUse { port, addr });
+            }
+            // A missing family or an absent loopback is tolerated here.
+            Err(_) => {}
+        }
+    }
+    for addr in listed {
+        match bind_one(addr, port) {
+            Ok(l) => out.push(l),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(BindError::InUse { port, addr });
+            }
+            Err(e) if is_family_missing(&e) => {}
+            Err(source) => return Err(BindError::Listed { addr, source }),
+        }
+    }
+    if out.is_empty() {
+        return Err(BindError::Nothing);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_lists() {
+        assert_eq!(parse_address_list(" , ,"), Ok(vec![]));
+        assert_eq!(
+            parse_address_list("127.0.0.1, ::1 10.0.0.1"),
+            Ok(vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(Ipv6Addr::LOCALHOST),
+                IpAddr::from([10, 0, 0, 1]),
+            ])
+        );
+        assert_eq!(
+            parse_address_list("1.2.3.4,999.1.1.1"),
+            Err("999.1.1.1".into())
+        );
+    }
+
+    #[test]
+    fn in_use_is_reported() {
+        let first = bind_all(0, &[IpAddr::from([127, 0, 0, 1])]).unwrap();
+        let port = first[0].local_addr().unwrap().port();
+        match bind_all(port, &[IpAddr::from([127, 0, 0, 1])]) {
+            Err(BindError::InUse { port: p, .. }) => assert_eq!(p, port),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_many_addresses() {
+        let many: Vec<IpAddr> = (1..=14).map(|i| IpAddr::from([10, 0, 0, i])).collect();
+        assert!(matches!(bind_all(0, &many), Err(BindError::TooMany)));
+    }
+}

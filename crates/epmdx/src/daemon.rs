@@ -1,0 +1,237 @@
+//! Running the daemon: limits, binding (before daemonising), `-daemon`,
+//! `-systemd`, logging, and the runtime.
+
+use std::net::TcpListener;
+use std::os::fd::FromRawFd;
+
+use epmd_server::listen::{self, BindError};
+use epmd_server::{Config, Server};
+use tracing::{debug, error, warn};
+
+use crate::args::Args;
+use crate::log;
+
+/// Descriptors kept aside for listeners, stdio, the runtime and logging.
+const FD_RESERVE: u64 = 32;
+
+/// Raises the soft open-file limit to the hard limit and returns it.
+fn raise_nofile() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+    }
+    rl.rlim_cur
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// Splits the descriptor budget between pending connections and
+/// registrations (each registration holds one socket).
+fn connection_bounds(nofile: u64) -> (usize, usize) {
+    let budget = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(8)).unwrap_or(usize::MAX);
+    let pending = env_usize("EPMDX_MAX_PENDING").unwrap_or((budget / 4).clamp(4, 1024));
+    let nodes = env_usize("EPMDX_MAX_NODES").unwrap_or(budget.saturating_sub(pending).max(1));
+    (pending, nodes)
+}
+
+/// Takes the listening sockets systemd passed (`LISTEN_PID`/`LISTEN_FDS`).
+fn systemd_listeners() -> Result<Vec<TcpListener>, String> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let n: i32 = if pid_ok {
+        std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if n <= 0 {
+        return Err("systemd provides no sockets".into());
+    }
+    if n as usize > listen::MAX_LISTEN_SOCKETS {
+        return Err(format!(
+            "cannot listen on more than {} IP addresses",
+            listen::MAX_LISTEN_SOCKETS
+        ));
+    }
+    // SAFETY: systemd hands these descriptors (3.. 3+n) to this process,
+    // which owns them from now on; nothing else in the process uses them.
+    Ok((0..n)
+        .map(|i| unsafe { TcpListener::from_raw_fd(3 + i) })
+        .collect())
+}
+
+/// Tells systemd the daemon is ready (`sd_notify` without libsystemd).
+fn systemd_notify(port: u16) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let msg = format!(
+        "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID={}",
+        std::process::id()
+    );
+    let path = path.to_string_lossy().into_owned();
+    let sent = if let Some(abs) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abs)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        warn!("sd_notify failed: {e}");
+    }
+    debug!("notified systemd, port {port}");
+}
+
+/// Detaches like the C epmd: fork, setsid, ignore SIGHUP, fork, chdir /,
+/// umask 0, stdio to /dev/null. Listening sockets stay open.
+fn daemonize() -> std::io::Result<()> {
+    // SAFETY: called before any thread exists (the runtime starts later),
+    // so fork duplicates a single-threaded process.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        libc::chdir(c"/".as_ptr());
+        libc::umask(0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon; returns the process exit code.
+pub(crate) fn run(args: &Args) -> i32 {
+    log::init(args.debug, false);
+    let addresses = match args.address.as_deref().map(listen::parse_address_list) {
+        None => Vec::new(),
+        Some(Ok(a)) => a,
+        Some(Err(tok)) => {
+            error!("cannot parse IP address \"{tok}\"");
+            return 1;
+        }
+    };
+    let listeners = if args.systemd {
+        match systemd_listeners() {
+            Ok(l) => l,
+            Err(msg) => {
+                error!("{msg}");
+                return 1;
+            }
+        }
+    } else {
+        match listen::bind_all(args.port, &addresses) {
+            Ok(l) => l,
+            Err(e @ BindError::InUse { .. }) => {
+                // `erl` runs `epmd -daemon` at every start and relies on this.
+                debug!("{e}");
+                return 0;
+            }
+            Err(e) => {
+                error!("{e}");
+                return 1;
+            }
+        }
+    };
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(args.port, |a| a.port());
+    if args.daemon {
+        if let Err(e) = daemonize() {
+            error!("cannot daemonize: {e}");
+            return 1;
+        }
+        log::init(args.debug, true);
+    }
+    let nofile = raise_nofile();
+    let (max_pending, max_nodes) = connection_bounds(nofile);
+    debug!("epmd running - daemon = {}", u8::from(args.daemon));
+    debug!("open-file limit {nofile}: up to {max_nodes} registrations, {max_pending} pending connections");
+    let cfg = Config {
+        port,
+        relaxed: args.relaxed,
+        packet_timeout: args.packet_timeout,
+        delay_accept: args.delay_accept,
+        delay_write: args.delay_write,
+        debug: args.debug,
+        max_pending,
+        max_nodes,
+    };
+    let threads = env_usize("EPMDX_THREADS").unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        let server = Server::new(cfg, listeners)?;
+        if args.systemd {
+            systemd_notify(port);
+        }
+        server.run().await
+    });
+    match result {
+        Ok(()) => {
+            warn!("got KILL_REQ - terminates normal");
+            // Do not wait for connection tasks: like the C epmd, exit now.
+            std::process::exit(0)
+        }
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}
