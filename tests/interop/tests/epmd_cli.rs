@@ -19,6 +19,10 @@ use common::*;
 /// Runs OTP's `epmd -port P ARGS...` as a client.
 fn epmd_client(port: u16, args: &[&str]) -> Result<Output> {
     let bin = test_support::otp_epmd_bin();
+    ensure!(
+        bin.is_absolute() || test_support::erl::require_on_path("epmd", "erlang-base").is_ok(),
+        "OTP's epmd not found: install the Debian package erlang-base (or set OTP_EPMD_BIN)"
+    );
     let mut cmd = Command::new(&bin);
     cmd.arg("-port")
         .arg(port.to_string())

@@ -45,12 +45,15 @@ fn erl_nodes_register_and_ping() {
             b.node(),
             a.node()
         );
-        let seen = b.eval("nodes().")?;
-        ensure!(
-            seen == format!("[{}]", a.node()),
-            "nodes() on {}: {seen}",
-            b.node()
-        );
+        // The acceptor marks the connection up just after the connector
+        // does, so poll.
+        let want = format!("[{}]", a.node());
+        let mut seen = String::new();
+        let up = wait_until(Duration::from_secs(10), || {
+            seen = b.eval("nodes().").unwrap_or_else(|e| format!("{e:#}"));
+            seen == want
+        });
+        ensure!(up, "nodes() on {}: {seen}, expected {want}", b.node());
         let pang = a.eval(&format!("net_adm:ping('nobody{p}@localhost')."))?;
         ensure!(pang == "pang", "ping of an unregistered name: {pang}");
         Ok(())

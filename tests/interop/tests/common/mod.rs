@@ -4,6 +4,12 @@
 //! (`EPMD_TEST_SUBJECT=otp|epmdx`, unset = both), the subjects in parallel,
 //! each against its own daemon on a private port. Node names embed that
 //! port, so concurrent tests never collide.
+//!
+//! Running: `EPMD_TEST_SUBJECT=otp cargo test -p epmd-interop` (reference
+//! only), `cargo build --bins && cargo test -p epmd-interop` (both). Needs
+//! the Debian packages `erlang-base` (erl, epmd, erl_call),
+//! `erlang-jinterface` (OtpErlang.jar) and `default-jdk-headless` (javac,
+//! java); a missing tool fails the test with the package name.
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
