@@ -11,6 +11,7 @@
 //!
 //! The wire format lives in `epmd-proto`; this crate decides what to answer.
 
+mod accept;
 pub mod listen;
 pub mod registry;
 pub mod server;

@@ -25,8 +25,9 @@ use epmd_proto::frame;
 use epmd_proto::legacy::{self, Alive2Resp};
 use epmd_proto::limits::{MAX_PACKET, UNREG_LIST_CAP};
 use epmd_proto::Request;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::{debug, trace, warn, Instrument};
 
@@ -152,7 +153,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<AsyncFd<std::net::TcpListener>>,
 }
 
 impl Server {
@@ -167,7 +168,9 @@ impl Server {
             .into_iter()
             .map(|l| {
                 l.set_nonblocking(true)?;
-                TcpListener::from_std(l)
+                // SAFETY: a std TcpListener owns its descriptor for its whole
+                // life and always reports the same one, as `register` requires.
+                Ok(unsafe { AsyncFd::register(l) }?)
             })
             .collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
@@ -191,27 +194,143 @@ impl Server {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts connections. Sockets are accepted with `accept4` straight from
+/// the listener and first served synchronously (see [`serve_fast`]): a
+/// lookup whose request is already in the socket buffer is answered without
+/// registering the socket with the reactor or spawning a task. Everything
+/// else continues in its own task.
+async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListener>) {
     loop {
         if !shared.cfg.delay_accept.is_zero() {
             tokio::time::sleep(shared.cfg.delay_accept).await;
         }
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::debug_span!("conn", id, %peer);
-                tokio::spawn(serve_conn(shared.clone(), id, stream, peer).instrument(span));
-            }
+        let mut guard = match listener.readable().await {
+            Ok(g) => g,
             Err(e) => {
-                // Out of descriptors: make room by closing the oldest pending
-                // connection, and back off so the loop does not spin.
-                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
-                    shared.evict_oldest();
+                warn!("listener failed: {e}");
+                return;
+            }
+        };
+        // Bound the work done per wake-up so other tasks on this worker run.
+        for _ in 0..ACCEPT_BATCH {
+            match crate::accept::accept4(guard.get_inner()) {
+                Ok((stream, peer)) => {
+                    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                    if let Some(initial) = serve_fast(&shared, &stream, peer) {
+                        spawn_conn(&shared, id, stream, peer, initial);
+                    }
                 }
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) => {
+                    // Out of descriptors: make room by closing the oldest
+                    // pending connection, and back off so the loop does not spin.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                        shared.evict_oldest();
+                    }
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    break;
+                }
+            }
+            if !shared.cfg.delay_accept.is_zero() {
+                break;
             }
         }
+        drop(guard);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Accepts handled per listener wake-up before yielding.
+const ACCEPT_BATCH: usize = 64;
+
+fn spawn_conn(
+    shared: &Arc<Shared>,
+    id: ConnId,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    initial: Vec<u8>,
+) {
+    let span = tracing::debug_span!("conn", id, %peer);
+    let shared = shared.clone();
+    tokio::spawn(
+        async move {
+            match TcpStream::from_std(stream) {
+                Ok(s) => serve_conn(shared, id, s, peer, initial).await,
+                Err(e) => warn!("cannot register connection: {e}"),
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// Tries to answer a lookup synchronously from what already arrived.
+/// Returns `None` when the connection is finished (answered or refused),
+/// or the bytes read so far when it needs the asynchronous handler.
+fn serve_fast(shared: &Shared, stream: &std::net::TcpStream, peer: SocketAddr) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    if !shared.cfg.delay_write.is_zero() {
+        return Some(Vec::new());
+    }
+    let mut buf = [0u8; INBUF_SIZE];
+    let n = match (&*stream).read(&mut buf) {
+        Ok(0) => return None,
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let bytes = &buf[..n];
+    let len = match frame::check(bytes) {
+        Ok(Some(len)) if n == len + 2 => len,
+        // Bad framing, pipelining and partial frames get the full
+        // treatment (and its logging) in the handler.
+        _ => return Some(bytes.to_vec()),
+    };
+    let reply: Vec<u8> = match Request::decode(&bytes[2..2 + len]) {
+        Ok(Request::PortPlease2(name)) => match shared.registry().port2_reply(name) {
+            Some(r) => r.to_vec(),
+            None => legacy::PORT2_MISS.to_vec(),
+        },
+        Ok(Request::PortPlease3(p)) => match p.validate() {
+            Err(st) => ext::encode_port3_status(st).to_vec(),
+            Ok(()) => {
+                let local_ip = stream.local_addr().ok().map(|a| a.ip());
+                let filter = Filter {
+                    protos: &p.protos,
+                    local: is_local_peer(peer.ip(), local_ip),
+                };
+                shared.registry().port3_reply(p.name, &filter)
+            }
+        },
+        _ => return Some(bytes.to_vec()),
+    };
+    match (&*stream).write(&reply) {
+        Ok(w) if w == reply.len() => None,
+        // A full socket buffer on a fresh connection is unexpected; finish
+        // the write asynchronously rather than drop the reply.
+        Ok(w) => {
+            let rest = reply[w..].to_vec();
+            let dup = stream.try_clone().ok()?;
+            tokio::spawn(async move {
+                if let Ok(mut s) = TcpStream::from_std(dup) {
+                    let _ = s.write_all(&rest).await;
+                }
+            });
+            None
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let dup = stream.try_clone().ok()?;
+            tokio::spawn(async move {
+                if let Ok(mut s) = TcpStream::from_std(dup) {
+                    let _ = s.write_all(&reply).await;
+                }
+            });
+            None
+        }
+        Err(_) => None,
     }
 }
 
@@ -239,17 +358,14 @@ enum NoRequest {
 
 /// Reads exactly one request frame, refreshing the idle deadline on every
 /// read. Extra bytes beyond the frame mean a pipelined request: close.
-async fn read_request(stream: &mut TcpStream, idle: Duration) -> Result<Vec<u8>, NoRequest> {
-    let mut buf = vec![0u8; INBUF_SIZE];
-    let mut filled = 0;
+async fn read_request(
+    stream: &mut TcpStream,
+    idle: Duration,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, NoRequest> {
+    let mut filled = buf.len();
+    buf.resize(INBUF_SIZE, 0);
     loop {
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf[filled..])).await {
-            Err(_) => return Err(NoRequest::Timeout),
-            Ok(Err(e)) => return Err(NoRequest::Io(e)),
-            Ok(Ok(0)) => return Err(NoRequest::Eof),
-            Ok(Ok(n)) => n,
-        };
-        filled += n;
         match frame::check(&buf[..filled]) {
             Err(e) => return Err(NoRequest::Bad(e)),
             Ok(None) => {}
@@ -259,10 +375,23 @@ async fn read_request(stream: &mut TcpStream, idle: Duration) -> Result<Vec<u8>,
                 return Ok(buf);
             }
         }
+        let n = match tokio::time::timeout(idle, stream.read(&mut buf[filled..])).await {
+            Err(_) => return Err(NoRequest::Timeout),
+            Ok(Err(e)) => return Err(NoRequest::Io(e)),
+            Ok(Ok(0)) => return Err(NoRequest::Eof),
+            Ok(Ok(n)) => n,
+        };
+        filled += n;
     }
 }
 
-async fn serve_conn(shared: Arc<Shared>, id: ConnId, mut stream: TcpStream, peer: SocketAddr) {
+async fn serve_conn(
+    shared: Arc<Shared>,
+    id: ConnId,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    initial: Vec<u8>,
+) {
     trace!("accepted");
     let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let local = is_local_peer(peer.ip(), local_ip);
@@ -276,7 +405,7 @@ async fn serve_conn(shared: Arc<Shared>, id: ConnId, mut stream: TcpStream, peer
     // idle for exactly `packet_timeout` survives; allow one more second.
     let idle = shared.cfg.packet_timeout + Duration::from_secs(1);
     let frame = tokio::select! {
-        r = read_request(&mut stream, idle) => r,
+        r = read_request(&mut stream, idle, initial) => r,
         () = evict.notified() => return,
     };
     let frame = match frame {
