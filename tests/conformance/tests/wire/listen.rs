@@ -1,0 +1,209 @@
+//! Listening sockets: `-address`, its parse and bind errors, the socket
+//! limit, and a port that is already taken (§4.8).
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use anyhow::Result;
+use test_support::{free_port, Daemon, Subject};
+
+use crate::harness::{differential_plain, Transcript};
+use crate::probe;
+use crate::procs::{self, accepts, have_ipv6_loopback, mask_log, names_answers_at, Proc};
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Which of loopback v4, loopback v6 and the external address answer.
+fn reachability(t: &mut Transcript, label: &str, port: u16) -> (bool, Option<bool>, Option<bool>) {
+    let lo4 = names_answers_at(v4(port));
+    let lo6 = have_ipv6_loopback()
+        .then(|| names_answers_at(SocketAddr::from((Ipv6Addr::LOCALHOST, port))));
+    let ext = probe::external_addr(false).map(|ip| accepts(SocketAddr::new(ip, port)));
+    t.push(
+        label,
+        format!("127.0.0.1 {lo4}, ::1 {lo6:?}, external v4 {ext:?}"),
+    );
+    (lo4, lo6, ext)
+}
+
+#[test]
+fn address_loopback_only() {
+    differential_plain("address_loopback_only", |subject, t| {
+        let d = Daemon::start(subject, &["-packet_timeout", "1", "-address", "127.0.0.1"])?;
+        let (lo4, lo6, ext) = reachability(t, "-address 127.0.0.1", d.port);
+        anyhow::ensure!(lo4, "loopback v4 does not answer");
+        anyhow::ensure!(lo6 != Some(false), "::1 is always bound with -address");
+        anyhow::ensure!(
+            ext != Some(true),
+            "external address answers with -address 127.0.0.1"
+        );
+        drop(d);
+        let d = Daemon::start(subject, &["-packet_timeout", "1"])?;
+        let (_, _, ext) = reachability(t, "no -address", d.port);
+        anyhow::ensure!(ext != Some(false), "default must listen on every interface");
+        drop(d);
+        let d = Daemon::start(subject, &["-packet_timeout", "1", "-address", ",, ,"])?;
+        let (_, _, ext) = reachability(t, "-address of separators only", d.port);
+        anyhow::ensure!(ext != Some(false), "a separator-only list is no list");
+        Ok(())
+    })
+}
+
+/// Runs a daemon that is expected to fail at start-up.
+fn start_fails(subject: Subject, args: &[&str], env: &[(&str, &str)]) -> Result<procs::Out> {
+    let port = free_port();
+    let mut full = vec!["-port".to_owned(), port.to_string()];
+    full.extend(args.iter().map(|s| (*s).to_owned()));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    let p = Proc::spawn(&subject.bin(), &full, env, port)?;
+    Ok(p.finish(Duration::from_secs(10)))
+}
+
+fn record_out(t: &mut Transcript, label: &str, out: &procs::Out) {
+    t.push(
+        label,
+        format!(
+            "exit {} | stdout `{}` | stderr `{}`",
+            out.code_str(),
+            crate::harness::render(&out.stdout),
+            mask_log(&out.stderr)
+        ),
+    );
+}
+
+#[test]
+fn address_parse_error() {
+    differential_plain("address_parse_error", |subject, t| {
+        for (label, args, env) in [
+            ("-address 999.1.1.1", vec!["-address", "999.1.1.1"], vec![]),
+            ("-address foo", vec!["-address", "foo"], vec![]),
+            (
+                "-address 127.0.0.1,999.1.1.1",
+                vec!["-address", "127.0.0.1,999.1.1.1"],
+                vec![],
+            ),
+            (
+                "ERL_EPMD_ADDRESS=999.1.1.1",
+                vec![],
+                vec![("ERL_EPMD_ADDRESS", "999.1.1.1")],
+            ),
+        ] {
+            let out = start_fails(subject, &args, &env)?;
+            record_out(t, label, &out);
+            expect_eq!(out.code, Some(1), "{label}: exit code");
+            let bad = if label.contains("foo") {
+                "foo"
+            } else {
+                "999.1.1.1"
+            };
+            let want = format!("cannot parse IP address \"{bad}\"");
+            anyhow::ensure!(
+                String::from_utf8_lossy(&out.stderr).contains(&want),
+                "{label}: stderr lacks {want}: {}",
+                mask_log(&out.stderr)
+            );
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn address_bind_failure() {
+    differential_plain("address_bind_failure", |subject, t| {
+        // TEST-NET-2: never an address of this host.
+        let out = start_fails(subject, &["-address", "198.51.100.254"], &[])?;
+        record_out(t, "-address 198.51.100.254", &out);
+        expect_eq!(out.code, Some(1), "exit code");
+        Ok(())
+    })
+}
+
+/// Starts `-port P args` and waits until NAMES answers at `probe(P)`.
+fn start_running(
+    subject: Subject,
+    args: &[&str],
+    probe_at: impl Fn(u16) -> SocketAddr,
+) -> Result<(Proc, u16)> {
+    for _ in 0..10 {
+        let port = free_port();
+        let mut full = vec!["-port".to_owned(), port.to_string()];
+        full.extend(args.iter().map(|s| (*s).to_owned()));
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let mut p = Proc::spawn(&subject.bin(), &full, &[], port)?;
+        let mut exited = None;
+        test_support::wait_until(Duration::from_secs(10), || {
+            if let Some(c) = p.exited() {
+                exited = Some(c);
+                return true;
+            }
+            names_answers_at(probe_at(port))
+        });
+        match exited {
+            Some(Some(0)) => continue,
+            Some(_) => {
+                let out = p.finish(Duration::from_secs(1));
+                anyhow::bail!("exited: {} {}", out.code_str(), mask_log(&out.stderr));
+            }
+            None if names_answers_at(probe_at(port)) => return Ok((p, port)),
+            None => anyhow::bail!("does not answer at {}", probe_at(port)),
+        }
+    }
+    anyhow::bail!("no free port")
+}
+
+/// MAX_LISTEN_SOCKETS = 16, and the two implicit loopbacks count: 13
+/// listed addresses work, 14 are refused (measured with 127.0.0.x).
+#[test]
+fn address_socket_limit() {
+    differential_plain("address_socket_limit", |subject, t| {
+        let list = |n: u8| {
+            (2..2 + n)
+                .map(|i| format!("127.0.0.{i}"))
+                .collect::<Vec<_>>()
+        };
+        let at_14 = |port| SocketAddr::from(([127, 0, 0, 14], port));
+        let thirteen = list(13).join(",");
+        let with_loopbacks = format!("127.0.0.1,::1,{thirteen}");
+        for (label, arg) in [
+            ("13 listed addresses (127.0.0.2..14)", &thirteen),
+            ("127.0.0.1, ::1 and 13 listed", &with_loopbacks),
+        ] {
+            let r = start_running(subject, &["-address", arg], at_14);
+            t.push(
+                label,
+                match &r {
+                    Ok(_) => "running, answers on 127.0.0.14".to_owned(),
+                    Err(e) => format!("{e:#}"),
+                },
+            );
+            r?;
+        }
+        let fourteen = list(14).join(" ");
+        let out = start_fails(subject, &["-address", &fourteen], &[])?;
+        record_out(t, "14 listed addresses", &out);
+        expect_eq!(out.code, Some(1), "14 addresses: exit code");
+        Ok(())
+    })
+}
+
+/// EADDRINUSE means "already running": exit 0, whoever holds the port.
+#[test]
+fn port_taken_exits_0() {
+    differential_plain("port_taken_exits_0", |subject, t| {
+        let d = Daemon::start(subject, &["-packet_timeout", "1"])?;
+        let p = Proc::spawn(&subject.bin(), &["-port", &d.port.to_string()], &[], d.port)?;
+        let out = p.finish(Duration::from_secs(10));
+        record_out(t, "second daemon on a daemon's port", &out);
+        expect_eq!(out.code, Some(0), "exit code");
+        let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let port = l.local_addr()?.port();
+        let p = Proc::spawn(&subject.bin(), &["-port", &port.to_string()], &[], port)?;
+        let out = p.finish(Duration::from_secs(10));
+        record_out(t, "daemon on a port held by a plain listener", &out);
+        expect_eq!(out.code, Some(0), "exit code");
+        anyhow::ensure!(names_answers_at(v4(d.port)), "first daemon disturbed");
+        Ok(())
+    })
+}

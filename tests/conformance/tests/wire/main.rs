@@ -1,0 +1,72 @@
+//! Differential wire conformance: the same probes against OTP's C `epmd`
+//! and `epmdx`, on private ports.
+//!
+//! Every test runs one case against each subject selected by
+//! `EPMD_TEST_SUBJECT` (`otp`, `epmdx`, unset = both), in parallel, each
+//! with its own daemon (`-port P -packet_timeout 1` plus the case's flags).
+//! The case records a transcript (bytes received, how each connection
+//! ended, state probes) and checks the values the spec and the measured C
+//! epmd give; when both subjects ran, their masked transcripts must be
+//! equal. `CONFORMANCE_SHOW=1` prints every transcript.
+//!
+//! Nothing here touches port 4369, runs a daemon without `-port`, or kills
+//! anything but its own children (by PID, on drop).
+//!
+//! Case files follow `docs`' sections of the protocol reference:
+//! - `alive`: ALIVE2 replies, creations, name and Extra rules (§3.1, §3.2, §4.3, §4.4, §4.7)
+//! - `lookup`: PORT_PLEASE2 (§3.3, §4.6)
+//! - `listing`: NAMES and DUMP (§3.4, §3.5, §4.7)
+//! - `framing`: request framing, garbage, pipelining, trickling (§1, §2, §4.1)
+//! - `timeouts`: `packet_timeout` and `delay_write` (§4.2)
+//! - `admin`: KILL and STOP, relaxed mode (§3.6, §3.7, §5.3)
+//! - `lifecycle`: registration lifetime at scale, resets (§4.4, §13)
+//! - `local_peer`: the local-peer rule (§4.5)
+//! - `listen`: `-address`, socket limits, port already taken (§4.8)
+//! - `cli`: the client modes and usage errors (§5)
+
+/// Fails the case with both values rendered when they differ.
+macro_rules! expect_eq {
+    ($got:expr, $want:expr, $($what:tt)+) => {{
+        let got = &$got;
+        let want = &$want;
+        if got != want {
+            anyhow::bail!(
+                "{}: got {:?}, want {:?}",
+                format!($($what)+),
+                got,
+                want
+            );
+        }
+    }};
+}
+
+/// Fails the case when two byte strings differ, rendering both.
+macro_rules! expect_bytes {
+    ($got:expr, $want:expr, $($what:tt)+) => {{
+        let got: &[u8] = &$got;
+        let want: &[u8] = &$want;
+        if got != want {
+            anyhow::bail!(
+                "{}: got `{}`, want `{}`",
+                format!($($what)+),
+                $crate::harness::render(got),
+                $crate::harness::render(want)
+            );
+        }
+    }};
+}
+
+mod harness;
+mod probe;
+mod procs;
+
+mod admin;
+mod alive;
+mod cli;
+mod framing;
+mod lifecycle;
+mod listen;
+mod listing;
+mod local_peer;
+mod lookup;
+mod timeouts;
