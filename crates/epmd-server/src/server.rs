@@ -117,10 +117,10 @@ impl Shared {
     }
 
     /// Closes the oldest pending connection (used when accept hits EMFILE).
-    fn evict_oldest(&self) {
-        if let Some((_, n)) = self.pending().pop_first() {
-            n.notify_one();
-        }
+    /// Returns whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.pending().pop_first();
+        oldest.map(|(_, n)| n.notify_one()).is_some()
     }
 
     fn release(&self, id: ConnId) {
@@ -226,12 +226,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListene
                 }
                 Err(e) => {
                     // Out of descriptors: make room by closing the oldest
-                    // pending connection, and back off so the loop does not spin.
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
-                        shared.evict_oldest();
+                    // pending connection and let its task run so the socket
+                    // is really closed; back off only when there is nothing
+                    // to evict (every descriptor is a registration).
+                    let out_of_fds =
+                        matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                    if out_of_fds && shared.evict_oldest() {
+                        debug!("accept: {e}; closed the oldest pending connection");
+                    } else {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
                     break;
                 }
             }

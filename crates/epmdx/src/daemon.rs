@@ -46,7 +46,16 @@ fn env_usize(name: &str) -> Option<usize> {
 /// registrations (each registration holds one socket).
 fn connection_bounds(nofile: u64) -> (usize, usize) {
     let budget = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(8)).unwrap_or(usize::MAX);
-    let pending = env_usize("EPMDX_MAX_PENDING").unwrap_or((budget / 4).clamp(4, 1024));
+    let mut pending = env_usize("EPMDX_MAX_PENDING").unwrap_or((budget / 4).clamp(4, 1024));
+    if pending >= budget {
+        // An override larger than the whole budget would leave no room for
+        // registrations; keep half for them and say so.
+        warn!(
+            "EPMDX_MAX_PENDING={pending} exceeds the descriptor budget {budget}; using {}",
+            budget / 2
+        );
+        pending = (budget / 2).max(1);
+    }
     let nodes = env_usize("EPMDX_MAX_NODES").unwrap_or(budget.saturating_sub(pending).max(1));
     (pending, nodes)
 }
