@@ -43,6 +43,8 @@ fn kill_with_live_node_refused() {
         );
         ctx.names("names: foo still there")?;
         ctx.wait_listed(b"foo", true)?;
+        // A refused registration's socket stays open but is no live node.
+        let _dup = ctx.alive("duplicate foo (refused, kept open)", &Reg::v6("foo"))?;
         drop(foo);
         ctx.wait_listed(b"foo", false)?;
         let r = ctx.request("KILL after foo left", b"k")?;

@@ -560,3 +560,92 @@ fn fields_echoed_verbatim() {
         Ok(())
     })
 }
+
+/// A refused registration socket stays open but is not a registration: a
+/// byte or a second ALIVE2 on it gets it closed with no reply, and a STOP
+/// of the name it asked for does not touch it.
+#[test]
+fn refused_socket_is_not_a_registration() {
+    differential(
+        "refused_socket_is_not_a_registration",
+        &["-packet_timeout", "30", "-relaxed_command_check"],
+        &[],
+        |ctx| {
+            let mut orig = ctx.alive_ok("v6 foo", &Reg::v6("foo"))?;
+            let mut d1 = ctx.alive("dup 1", &Reg::v6("foo"))?;
+            probe::send(&mut d1.stream, &Reg::v6("other").frame());
+            let r = probe::read_to_close(&mut d1.stream, Duration::from_secs(5));
+            ctx.note("ALIVE2 other on the refused socket", r.show());
+            expect_eq!((r.end, r.bytes.len()), (End::Closed, 0), "second ALIVE2");
+            let mut d2 = ctx.alive("dup 2", &Reg::v6("foo"))?;
+            probe::send(&mut d2.stream, b"x");
+            let r = probe::read_to_close(&mut d2.stream, Duration::from_secs(5));
+            ctx.note("one byte on the refused socket", r.show());
+            expect_eq!((r.end, r.bytes.len()), (End::Closed, 0), "byte");
+            let names = ctx.names("names: foo only")?;
+            expect_eq!(names, vec![(b"foo".to_vec(), 5000)], "NAMES");
+            let mut d3 = ctx.alive("dup 3", &Reg::v6("foo"))?;
+            let r = ctx.request("STOP foo", b"sfoo")?;
+            expect_bytes!(r.bytes, *b"STOPPED", "STOP");
+            let (closed, _) = probe::closed_now(&mut orig.stream, Duration::from_secs(5));
+            ctx.note(
+                "registered socket after STOP",
+                if closed { "closed" } else { "open" },
+            );
+            anyhow::ensure!(closed, "registered socket not closed by STOP");
+            let (closed, _) = probe::closed_now(&mut d3.stream, crate::harness::QUIET);
+            ctx.note(
+                "refused socket after STOP",
+                if closed { "closed" } else { "open" },
+            );
+            anyhow::ensure!(!closed, "STOP closed the refused socket");
+            ctx.wait_listed(b"foo", false)?;
+            ctx.dump("dump")?;
+            Ok(())
+        },
+    )
+}
+
+/// A client that half-closes right after its request still gets the reply;
+/// an ALIVE2 then ends at once (EOF on a registration unregisters).
+#[test]
+fn half_close_after_request() {
+    differential(
+        "half_close_after_request",
+        &["-packet_timeout", "30"],
+        &[],
+        |ctx| {
+            let _foo = ctx.alive_ok("v6 foo", &Reg::v6("foo"))?;
+            for (label, body) in [
+                ("NAMES", &b"n"[..]),
+                ("PORT_PLEASE2 foo", b"zfoo"),
+                ("PORT_PLEASE2 bar", b"zbar"),
+            ] {
+                let mut s = ctx.connect()?;
+                probe::send(&mut s, &epmd_proto::frame::encode(body));
+                s.shutdown(Shutdown::Write)?;
+                let r = probe::read_to_close(&mut s, Duration::from_secs(5));
+                let shown = ctx.show_masked(&r);
+                ctx.note(format!("{label} + shutdown(write)"), shown);
+                anyhow::ensure!(
+                    !r.bytes.is_empty() && r.end == End::Closed,
+                    "{label}: {}",
+                    r.show()
+                );
+            }
+            let mut s = ctx.connect()?;
+            probe::send(&mut s, &Reg::v6("hc").frame());
+            s.shutdown(Shutdown::Write)?;
+            let r = probe::read_to_close(&mut s, Duration::from_secs(5));
+            let ok = r.bytes.len() == 6 && r.bytes[..2] == [118, 0];
+            ctx.note(
+                "ALIVE2 hc + shutdown(write)",
+                format!("reply ok={ok} | {}", r.end),
+            );
+            anyhow::ensure!(ok && r.end == End::Closed, "ALIVE2 + EOF: {}", r.show());
+            ctx.wait_listed(b"hc", false)?;
+            ctx.dump("dump")?;
+            Ok(())
+        },
+    )
+}

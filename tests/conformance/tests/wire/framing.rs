@@ -166,3 +166,71 @@ fn trickled_request_reassembled() {
         },
     )
 }
+
+/// EOF before the packet is complete closes at once, without waiting for
+/// `packet_timeout`.
+#[test]
+fn eof_before_complete_closes() {
+    differential("eof_before_complete_closes", PROMPT, &[], |ctx| {
+        for (label, bytes) in [
+            ("nothing", &[][..]),
+            ("one byte", &[0][..]),
+            ("header only", &[0, 5][..]),
+            ("half a PORT_PLEASE2", &[0, 5, 122, b'f'][..]),
+        ] {
+            let mut s = ctx.connect()?;
+            probe::send(&mut s, bytes);
+            s.shutdown(std::net::Shutdown::Write)?;
+            let r = probe::read_to_close(&mut s, Duration::from_secs(5));
+            ctx.note(format!("{label} + shutdown(write)"), r.show());
+            closed_silently(&r, label)?;
+        }
+        Ok(())
+    })
+}
+
+/// Measured refinement of "more than L + 2 bytes read → close": once the
+/// header has arrived in an earlier read, the C epmd reads only up to the
+/// end of the frame, so surplus bytes in a later segment are left unread:
+/// the request is answered, then the socket is closed (an RST, since input
+/// is pending). Surplus in the same read as an incomplete header still
+/// closes without a reply. The gap lets the header be read on its own.
+#[test]
+fn surplus_after_known_header() {
+    differential("surplus_after_known_header", PROMPT, &[], |ctx| {
+        let _foo = ctx.alive_ok("register foo", &Reg::v6("foo"))?;
+        let gap = Duration::from_millis(500);
+        for (label, first, second, answered) in [
+            (
+                "header | n + NAMES",
+                &[0u8, 1][..],
+                &[110u8, 0, 1, 110][..],
+                true,
+            ),
+            (
+                "header + zf | oo + X",
+                &[0, 4, 122, b'f'][..],
+                &[b'o', b'o', b'X'][..],
+                true,
+            ),
+            (
+                "1 byte | rest of NAMES + X",
+                &[0][..],
+                &[1, 110, b'X'][..],
+                false,
+            ),
+        ] {
+            let mut s = ctx.connect()?;
+            probe::send(&mut s, first);
+            sleep(gap);
+            probe::send(&mut s, second);
+            let r = probe::read_to_close(&mut s, Duration::from_secs(5));
+            let shown = ctx.show_masked(&r);
+            ctx.note(label, shown);
+            expect_eq!(r.end, End::Closed, "{label}");
+            expect_eq!(!r.bytes.is_empty(), answered, "{label}: answered");
+        }
+        ctx.names("names")?;
+        Ok(())
+    })
+}

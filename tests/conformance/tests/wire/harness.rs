@@ -415,6 +415,19 @@ impl Ctx {
         Ok(r)
     }
 
+    /// DUMP without recording: the bytes after the header.
+    pub(crate) fn dump_quiet(&self) -> Result<Vec<u8>> {
+        let mut s = self.connect()?;
+        probe::send(&mut s, &[0, 1, 100]);
+        let r = probe::read_to_close(&mut s, Duration::from_secs(20));
+        anyhow::ensure!(
+            r.end == End::Closed && r.bytes.len() >= 4,
+            "DUMP: {}",
+            r.show()
+        );
+        Ok(r.bytes[4..].to_vec())
+    }
+
     /// Registers with ALIVE2, reads the reply (4 or 6 bytes), then watches
     /// the socket for `QUIET` and records the reply (creation masked) and
     /// whether the socket stayed open.

@@ -167,3 +167,84 @@ fn unregistered_list_recycling() {
         },
     )
 }
+
+/// Without `-d` the unregistered list holds 1000 entries: with exactly 1000
+/// a new name gets a fresh creation, with 1001 it recycles the oldest.
+#[test]
+fn unregistered_list_cap_1000() {
+    differential("unregistered_list_cap_1000", FAST_TIMEOUT, &[], |ctx| {
+        let cycle = |ctx: &mut Ctx, from: usize, to: usize| -> Result<()> {
+            for i in from..to {
+                let n = ctx.alive_quiet(&Reg::v6(format!("u{i}")), std::time::Duration::ZERO)?;
+                anyhow::ensure!(n.ok(), "u{i} refused: {}", n.reply.show());
+            }
+            Ok(())
+        };
+        cycle(ctx, 0, 1000)?;
+        let empty = test_support::wait_until(std::time::Duration::from_secs(20), || {
+            ctx.name_list().is_ok_and(|l| l.is_empty())
+        });
+        anyhow::ensure!(empty, "cycled names still listed");
+        let c0 = ctx.creation_of(b"u0").expect("u0");
+        let max = (0..1000)
+            .filter_map(|i| ctx.creation_of(format!("u{i}").as_bytes()))
+            .max()
+            .expect("counters");
+        wait_for_second_after(u64::from(max) - 1);
+        let t0 = crate::harness::unix_before();
+        let a = ctx.alive_ok("fresh_a with 1000 old entries", &Reg::v6("fresh_a"))?;
+        let t1 = crate::harness::unix_now();
+        let ca = u64::from(ctx.creation_of(b"fresh_a").expect("fresh_a"));
+        anyhow::ensure!(
+            (t0 + 1..=t1 + 1).contains(&ca),
+            "fresh_a got {ca}, not now + 1"
+        );
+        drop(a);
+        ctx.wait_listed(b"fresh_a", false)?;
+        // fresh_a's entry makes 1001.
+        let _b = ctx.alive_ok("fresh_b with 1001 old entries", &Reg::v6("fresh_b"))?;
+        let cb = ctx.creation_of(b"fresh_b").expect("fresh_b");
+        ctx.note("fresh_b recycled u0's counter", cb == c0);
+        expect_eq!(cb, c0, "fresh_b recycles the oldest entry (u0)");
+        let dump = ctx.dump_quiet()?;
+        let text = String::from_utf8_lossy(&dump);
+        let olds = text.matches("old/unused name <").count();
+        let has_u0 = text.contains("<u0>");
+        ctx.note(
+            "old entries after recycling / u0 still listed",
+            format!("{olds} / {has_u0}"),
+        );
+        expect_eq!((olds, has_u0), (1000, false), "list after recycling");
+        Ok(())
+    })
+}
+
+/// Names are bytes: spaces, newlines, control characters and the text
+/// " at port " go into NAMES and DUMP unescaped.
+#[test]
+fn odd_names_listed_raw() {
+    differential("odd_names_listed_raw", FAST_TIMEOUT, &[], |ctx| {
+        let odd: [&[u8]; 4] = [b"a b", b"x\ny", b"\x01\x7f", b"n at port 9"];
+        let mut keep = Vec::new();
+        for n in odd {
+            keep.push(ctx.alive_ok(
+                &format!("register {}", crate::harness::render(n)),
+                &Reg::v6(n).port(7),
+            )?);
+        }
+        let mut want = Vec::new();
+        for n in odd.iter().rev() {
+            put_names_line(&mut want, n, 7);
+        }
+        ctx.names("names")?;
+        expect_bytes!(names_text(ctx)?, want, "NAMES");
+        ctx.dump("dump")?;
+        let r = ctx.request("port_please x\\ny", b"zx\ny")?;
+        expect_bytes!(
+            r.bytes,
+            epmd_proto::legacy::encode_port2_hit(7, 77, 0, 6, 6, b"x\ny", b""),
+            "hit"
+        );
+        Ok(())
+    })
+}

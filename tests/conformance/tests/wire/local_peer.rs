@@ -115,6 +115,28 @@ fn nonlocal_peers_refused() {
         |ctx| {
             let _foo = ctx.alive_ok("register foo", &Reg::v6("foo"))?;
             let mut keep = Vec::new();
+            // ::1 is a local peer.
+            if crate::procs::have_ipv6_loopback() {
+                let lo6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+                let dst = SocketAddr::new(lo6, ctx.port());
+                let (r, s) = raw_from(
+                    ctx,
+                    "::1 ALIVE2 loop6",
+                    lo6,
+                    dst,
+                    &Reg::v6("loop6").frame()[2..],
+                )?;
+                anyhow::ensure!(
+                    r.bytes.len() == 6 && r.bytes[1] == 0,
+                    "::1 refused: {}",
+                    r.show()
+                );
+                keep.push(s);
+                let (r, _) = raw_from(ctx, "::1 DUMP", lo6, dst, b"d")?;
+                anyhow::ensure!(r.bytes.len() > 4, "::1 DUMP refused");
+            } else {
+                ctx.note("::1", "skipped: no IPv6 loopback");
+            }
             match probe::external_addr(false) {
                 Some(ext) => nonlocal_story(ctx, ext, IpAddr::from([127, 0, 0, 1]), &mut keep)?,
                 None => ctx.note("v4", "skipped: no external IPv4 address"),
