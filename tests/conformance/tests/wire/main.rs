@@ -9,10 +9,17 @@
 //! epmd give; when both subjects ran, their masked transcripts must be
 //! equal. `CONFORMANCE_SHOW=1` prints every transcript.
 //!
+//! Running:
+//! - `EPMD_TEST_SUBJECT=otp cargo test -p epmd-conformance`: the reference
+//!   alone (every case still checks the measured values);
+//! - `cargo build -p epmdx && cargo test -p epmd-conformance`: both, compared;
+//! - `EPMDX_BIN=/usr/bin/epmd cargo test -p epmd-conformance`: OTP against
+//!   itself, a self-test of the masking and of the timing assumptions.
+//!
 //! Nothing here touches port 4369, runs a daemon without `-port`, or kills
 //! anything but its own children (by PID, on drop).
 //!
-//! Case files follow `docs`' sections of the protocol reference:
+//! Case files, by section of `epmd-protocol.md`:
 //! - `alive`: ALIVE2 replies, creations, name and Extra rules (§3.1, §3.2, §4.3, §4.4, §4.7)
 //! - `lookup`: PORT_PLEASE2 (§3.3, §4.6)
 //! - `listing`: NAMES and DUMP (§3.4, §3.5, §4.7)
