@@ -31,7 +31,7 @@ pub enum BindError {
         addr: IpAddr,
     },
     /// A listed address could not be bound.
-    #[error("failed to bind socket on {addr}: {source}")]
+    #[error("failed to bind on ipaddr {addr}: {}", os_error_text(source))]
     Listed {
         /// The listed address.
         addr: IpAddr,
@@ -44,6 +44,16 @@ pub enum BindError {
     /// Nothing at all was bound.
     #[error("unable to bind any address")]
     Nothing,
+}
+
+/// The OS's text for an error, without Rust's ` (os error N)` suffix, as
+/// the C epmd prints it with `strerror`.
+fn os_error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
 }
 
 /// Parses an `-address` / `ERL_EPMD_ADDRESS` list: commas or spaces separate
@@ -92,10 +102,12 @@ pub fn bind_all(port: u16, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, Bin
     } else {
         vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
     };
+    // Only the two implicit loopbacks are skipped; another 127.x address is
+    // bound and counts, as in the C epmd.
     let listed: Vec<IpAddr> = addresses
         .iter()
         .copied()
-        .filter(|a| !a.is_loopback())
+        .filter(|a| *a != IpAddr::V4(Ipv4Addr::LOCALHOST) && *a != IpAddr::V6(Ipv6Addr::LOCALHOST))
         .collect();
     if implicit.len() + listed.len() >= MAX_LISTEN_SOCKETS {
         return Err(BindError::TooMany);

@@ -36,6 +36,16 @@ use crate::registry::{ConnId, Filter, Registry};
 /// The C epmd's input buffer: one request frame always fits.
 const INBUF_SIZE: usize = MAX_PACKET + 3;
 
+/// The C epmd's first read asks for INBUF_SIZE − 1 bytes: a whole frame of
+/// the largest size, plus nothing.
+const FIRST_READ: usize = INBUF_SIZE - 1;
+
+/// The frame length once the two header bytes are in.
+fn header_len(buf: &[u8]) -> Option<usize> {
+    buf.get(..2)
+        .map(|h| usize::from(u16::from_be_bytes([h[0], h[1]])))
+}
+
 /// Daemon settings. [`Default`] gives the C epmd's defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -280,7 +290,7 @@ fn serve_fast(shared: &Shared, stream: &std::net::TcpStream, peer: SocketAddr) -
     if !shared.cfg.delay_write.is_zero() {
         return Some(Vec::new());
     }
-    let mut buf = [0u8; INBUF_SIZE];
+    let mut buf = [0u8; FIRST_READ];
     let n = match (&*stream).read(&mut buf) {
         Ok(0) => return None,
         Ok(n) => n,
@@ -369,7 +379,7 @@ async fn read_request(
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, NoRequest> {
     let mut filled = buf.len();
-    buf.resize(INBUF_SIZE, 0);
+    buf.resize(FIRST_READ, 0);
     loop {
         match frame::check(&buf[..filled]) {
             Err(e) => return Err(NoRequest::Bad(e)),
@@ -380,7 +390,12 @@ async fn read_request(
                 return Ok(buf);
             }
         }
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf[filled..])).await {
+        // Like the C server: once the length is known, read only up to the
+        // end of the frame, so bytes beyond it stay unread (and the close
+        // after the reply resets the connection) instead of counting as a
+        // pipelined request.
+        let want = header_len(&buf[..filled]).map_or(FIRST_READ, |len| len + 2);
+        let n = match tokio::time::timeout(idle, stream.read(&mut buf[filled..want])).await {
             Err(_) => return Err(NoRequest::Timeout),
             Ok(Err(e)) => return Err(NoRequest::Io(e)),
             Ok(Ok(0)) => return Err(NoRequest::Eof),
