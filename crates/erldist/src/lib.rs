@@ -1,0 +1,40 @@
+//! `erldist`: a Rust Erlang-distribution node that talks to real OTP nodes.
+//!
+//! A [`Node`] has a name, a cookie and a listener; it registers with EPMD
+//! (the epmdx extension when the daemon speaks it, plain ALIVE2 otherwise),
+//! answers `net_adm:ping`, and connects to other nodes lazily on first send,
+//! as BEAM does. [`Mailbox`]es are its processes: real pids that Erlang can
+//! send to, link to and monitor.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), erldist::NodeError> {
+//! use erldist::{Node, NodeConfig};
+//! use erl_term::Term;
+//! let node = Node::start(NodeConfig::new("rust@localhost", "secret")).await?;
+//! let mut echo = node.register_mailbox("echo")?;
+//! assert!(node.ping("erl@localhost").await);
+//! let mb = node.mailbox();
+//! mb.send_named("shell", "erl@localhost", Term::atom("hello")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`node`]: [`Node`], its configuration, connection management, EPMD
+//!   registration, `ping`, `rpc` and `call`.
+//! - [`mailbox`]: [`Mailbox`], send / receive / link / monitor.
+//! - [`control`]: distribution control messages (no I/O).
+//! - `conn`: handshake driving, framing, ticks, the reader and writer tasks.
+//! - [`cookie`]: the cookie from an option, `ERLANG_COOKIE` or
+//!   `~/.erlang.cookie`.
+//!
+//! Terms are [`erl_term::Term`]; the handshake is `dist-proto`'s.
+
+mod conn;
+pub mod control;
+pub mod cookie;
+pub mod mailbox;
+pub mod node;
+
+pub use conn::ConnError;
+pub use mailbox::Mailbox;
+pub use node::{ConnInfo, Node, NodeConfig, NodeError, NodeEvent};
