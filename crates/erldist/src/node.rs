@@ -910,6 +910,10 @@ impl Inner {
     /// The connection to `peer`, set up on first use. Concurrent callers
     /// share one attempt.
     async fn conn(self: &Arc<Self>, peer: &str) -> Result<ConnHandle, NodeError> {
+        // The hot path of every send: one lock, one lookup.
+        if let Some(h) = self.up(peer) {
+            return Ok(h);
+        }
         split_name(peer)?;
         let deadline = tokio::time::Instant::now() + self.cfg.setup_time * 2;
         loop {
