@@ -386,6 +386,10 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
         }
         match tokio::time::timeout(tick_time, rd.read_buf(&mut buf)).await {
             Err(_) => return ConnError::TickTimeout,
+            // A TLS peer that closes without close_notify has still closed.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return ConnError::Closed
+            }
             Ok(Err(e)) => return ConnError::Io(e),
             Ok(Ok(0)) => return ConnError::Closed,
             Ok(Ok(_)) => {}

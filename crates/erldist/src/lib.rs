@@ -34,6 +34,8 @@ pub mod control;
 pub mod cookie;
 pub mod mailbox;
 pub mod node;
+pub mod policy;
+pub mod transport;
 
 pub use conn::ConnError;
 pub use mailbox::Mailbox;

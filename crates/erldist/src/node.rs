@@ -13,13 +13,16 @@ use dist_proto::{
 };
 use epmd_client::{Client, ClientError, Lookup, NodeSpec};
 use erl_term::{Atom, Pid, Reference, Term};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::conn::{self, ConnError, ConnHandle, Dispatch};
 use crate::control::{build, Control};
 use crate::mailbox::Mailbox;
+use crate::policy::{FirstOffered, Offer, Peer, Selection, SelectionPolicy};
+use crate::transport::tls::{Tls, TlsFiles};
+use crate::transport::{tcp, uds, BoxStream, ListenSpec, Proto, TransportError};
 
 /// Optional distribution flags this node offers: the traffic it decodes.
 /// No atom cache and no fragments, so peers send pass-through messages.
@@ -34,9 +37,17 @@ pub struct NodeConfig {
     pub cookie: String,
     /// Hidden nodes do not join the peer's `nodes()` list.
     pub hidden: bool,
-    /// Where to listen for other nodes; `None` makes a client-only node
-    /// that neither listens nor registers with EPMD.
-    pub listen: Option<SocketAddr>,
+    /// The transports to listen on, each registered with EPMD. Empty makes
+    /// a client-only node that neither listens nor registers.
+    pub listen: Vec<ListenSpec>,
+    /// Certificates, needed for `inet_tls` / `inet6_tls`.
+    pub tls: Option<TlsFiles>,
+    /// Directory of the Unix socket (see [`crate::transport::uds`]).
+    pub uds_dir: std::path::PathBuf,
+    /// Chooses the transport for each outgoing connection.
+    pub policy: Arc<dyn SelectionPolicy>,
+    /// Try the next candidate when the chosen transport cannot be reached.
+    pub failover: bool,
     /// The EPMD port (`ERL_EPMD_PORT`, default 4369), for registration and
     /// lookups.
     pub epmd_port: u16,
@@ -60,7 +71,11 @@ impl NodeConfig {
             name: name.into(),
             cookie: cookie.into(),
             hidden: false,
-            listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            listen: vec![ListenSpec::any(Proto::InetTcp)],
+            tls: None,
+            uds_dir: uds::default_dir(),
+            policy: Arc::new(FirstOffered),
+            failover: true,
             epmd_port: epmd_port_from_env(),
             net_ticktime: Duration::from_secs(60),
             setup_time: Duration::from_secs(7),
@@ -94,6 +109,17 @@ pub enum NodeError {
     /// Socket error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A transport could not be set up or reached.
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    /// The selection policy refused the peer.
+    #[error("transport selection refused {peer}: {reason}")]
+    Refused {
+        /// The peer node.
+        peer: String,
+        /// The policy's reason.
+        reason: String,
+    },
     /// Connection set-up or connection failure.
     #[error("connection to {peer} failed: {source}")]
     Connect {
@@ -208,6 +234,9 @@ pub(crate) struct Inner {
     next_ref: AtomicU64,
     failures: Mutex<Failures>,
     listen_port: Option<u16>,
+    /// What this node listens on: (transport, port, extra).
+    transports: Vec<(Proto, u16, Vec<u8>)>,
+    tls: Option<Tls>,
     /// Held for its side effect: the EPMD registration lives as long as
     /// this connection. `None` once stopped, or for a client-only node.
     registration: Mutex<Option<Registration>>,
@@ -275,21 +304,32 @@ impl Node {
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
         let (alive, _host) = split_name(&cfg.name)?;
         let name = atom(&cfg.name)?;
-        let listener = match cfg.listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
-            None => None,
-        };
-        let listen_port = listener
-            .as_ref()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .transpose()?;
-        let (creation, registration): (u32, Option<Registration>) = match listen_port {
-            Some(port) => {
-                let (c, r) = register(alive, port, cfg.epmd_port, cfg.hidden).await?;
-                (c, Some(r))
-            }
+        let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
+        let mut listeners = Vec::new();
+        for spec in &cfg.listen {
+            let l = match spec.proto {
+                Proto::Uds => Listener::Uds(uds::bind(&cfg.uds_dir, alive).await?),
+                p => {
+                    if p.is_tls() && tls.is_none() {
+                        return Err(TransportError::NoTls(p).into());
+                    }
+                    Listener::Tcp(tcp::bind(spec.addr)?, p)
+                }
+            };
+            listeners.push(l);
+        }
+        let transports: Vec<(Proto, u16, Vec<u8>)> =
+            listeners.iter().map(Listener::advertised).collect();
+        let listen_port = transports
+            .iter()
+            .find(|(p, _, _)| *p != Proto::Uds)
+            .map(|(_, port, _)| *port);
+        let (creation, registration) = if transports.is_empty() {
             // Like `-dist_listen false`: a random creation of at least 4.
-            None => (random_u32().max(4), None),
+            (random_u32().max(4), None)
+        } else {
+            let (c, r) = register(alive, &transports, cfg.epmd_port, cfg.hidden).await?;
+            (c, Some(r))
         };
         let inner = Arc::new(Inner {
             name,
@@ -303,23 +343,36 @@ impl Node {
             next_ref: AtomicU64::new(1),
             failures: Mutex::new(Failures::default()),
             listen_port,
+            transports,
+            tls,
             registration: Mutex::new(registration),
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
         let node = Self { inner };
-        if let Some(l) = listener {
-            let t = tokio::spawn(accept_loop(node.inner.clone(), l));
+        let permits = Arc::new(Semaphore::new(node.inner.cfg.max_pending_handshakes));
+        for l in listeners {
+            let t = tokio::spawn(accept_loop(node.inner.clone(), l, permits.clone()));
             lock(&node.inner.tasks).push(t.abort_handle());
         }
-        node.spawn_net_kernel()?;
+        node.spawn_services()?;
         info!(
-            "node {} started (creation {}, port {:?})",
+            "node {} started (creation {}, transports {:?})",
             node.name(),
             creation,
-            listen_port
+            node.inner.transports
         );
         Ok(node)
+    }
+
+    /// The transports this node listens on, with their ports (0 for a Unix
+    /// socket).
+    pub fn transports(&self) -> Vec<(Proto, u16)> {
+        self.inner
+            .transports
+            .iter()
+            .map(|(p, port, _)| (*p, *port))
+            .collect()
     }
 
     /// The full node name.
@@ -332,7 +385,7 @@ impl Node {
         self.inner.creation
     }
 
-    /// The distribution listen port, if listening.
+    /// The first TCP or TLS listen port, if any.
     pub fn listen_port(&self) -> Option<u16> {
         self.inner.listen_port
     }
@@ -733,29 +786,48 @@ impl Node {
         }
     }
 
-    /// Starts the built-in `net_kernel` that answers `is_auth` (ping).
-    fn spawn_net_kernel(&self) -> Result<(), NodeError> {
-        let mut mb = self.register_mailbox("net_kernel")?;
-        let t = tokio::spawn(async move {
-            while let Some(m) = mb.recv().await {
-                let Term::Tuple(e) = &m else { continue };
-                if e.len() != 3 || e[0] != Term::atom("$gen_call") {
-                    continue;
-                }
-                let Term::Tuple(from) = &e[1] else { continue };
-                let (Some(Term::Pid(to)), Some(tag)) = (from.first(), from.get(1)) else {
-                    continue;
-                };
-                let reply = match &e[2] {
-                    Term::Tuple(r) if r.first() == Some(&Term::atom("is_auth")) => {
-                        Term::atom("yes")
+    /// Starts the built-in services: `net_kernel`, which answers `is_auth`
+    /// (ping), and `erldist`, which answers `connections` with
+    /// `[{Peer, Transport}]`.
+    fn spawn_services(&self) -> Result<(), NodeError> {
+        for service in ["net_kernel", "erldist"] {
+            let mut mb = self.register_mailbox(service)?;
+            let node = self.clone();
+            let t = tokio::spawn(async move {
+                while let Some(m) = mb.recv().await {
+                    let Term::Tuple(e) = &m else { continue };
+                    if e.len() != 3 || e[0] != Term::atom("$gen_call") {
+                        continue;
                     }
-                    _ => Term::Tuple(vec![Term::atom("error"), Term::atom("not_supported")]),
-                };
-                let _ = mb.send(to, Term::Tuple(vec![tag.clone(), reply])).await;
-            }
-        });
-        lock(&self.inner.tasks).push(t.abort_handle());
+                    let Term::Tuple(from) = &e[1] else { continue };
+                    let (Some(Term::Pid(to)), Some(tag)) = (from.first(), from.get(1)) else {
+                        continue;
+                    };
+                    let reply = match (service, &e[2]) {
+                        ("net_kernel", Term::Tuple(r))
+                            if r.first() == Some(&Term::atom("is_auth")) =>
+                        {
+                            Term::atom("yes")
+                        }
+                        ("erldist", req) if *req == Term::atom("connections") => Term::List(
+                            node.connections()
+                                .into_iter()
+                                .filter_map(|c| {
+                                    let peer = Atom::new(&c.peer).ok()?;
+                                    Some(Term::Tuple(vec![
+                                        Term::Atom(peer),
+                                        Term::atom(c.transport),
+                                    ]))
+                                })
+                                .collect(),
+                        ),
+                        _ => Term::Tuple(vec![Term::atom("error"), Term::atom("not_supported")]),
+                    };
+                    let _ = mb.send(to, Term::Tuple(vec![tag.clone(), reply])).await;
+                }
+            });
+            lock(&self.inner.tasks).push(t.abort_handle());
+        }
         Ok(())
     }
 }
@@ -788,11 +860,12 @@ fn key(p: &Pid) -> u32 {
     p.id | (p.serial << 15)
 }
 
-/// Registers with EPMD: the extension first, plain ALIVE2 against a stock
-/// daemon. Returns the creation and the handle that keeps it registered.
+/// Registers with EPMD: every transport through the extension; against a
+/// stock daemon, plain ALIVE2 for the first plain-TCP transport (else the
+/// first TLS one), saying what is not advertised.
 async fn register(
     alive: &str,
-    port: u16,
+    transports: &[(Proto, u16, Vec<u8>)],
     epmd_port: u16,
     hidden: bool,
 ) -> Result<(u32, Registration), NodeError> {
@@ -803,15 +876,33 @@ async fn register(
         high: 6,
         low: 6,
     };
-    let t = epmd_proto::ext::TransportRef {
-        port,
-        proto: b"inet_tcp",
-        extra: b"",
-    };
-    match client.register_ext(spec, &[t]).await {
+    let refs: Vec<epmd_proto::ext::TransportRef<'_>> = transports
+        .iter()
+        .map(|(p, port, extra)| epmd_proto::ext::TransportRef {
+            port: *port,
+            proto: p.name().as_bytes(),
+            extra,
+        })
+        .collect();
+    match client.register_ext(spec, &refs).await {
         Ok(reg) => Ok((reg.creation(), Registration::Extended(reg))),
         Err(ClientError::Unsupported) => {
-            info!("epmd does not speak the epmdx extension: registered inet_tcp with ALIVE2");
+            let (proto, port) = transports
+                .iter()
+                .find(|(p, _, _)| p.is_plain_tcp())
+                .or_else(|| transports.iter().find(|(p, _, _)| p.is_tls()))
+                .map(|(p, port, _)| (*p, *port))
+                .ok_or_else(|| {
+                    NodeError::Transport(TransportError::io(
+                        "register with epmd",
+                        std::io::Error::other(
+                            "this EPMD does not speak the epmdx extension, and a Unix socket cannot be registered with ALIVE2",
+                        ),
+                    ))
+                })?;
+            warn!(
+                "epmd does not speak the epmdx extension: registered only {proto} (port {port}) with ALIVE2; other transports are not advertised"
+            );
             let req = epmd_proto::legacy::Alive2Req {
                 port,
                 node_type: spec.node_type,
@@ -828,8 +919,53 @@ async fn register(
     }
 }
 
+/// A bound listener of one transport.
+#[derive(Debug)]
+enum Listener {
+    /// TCP or TLS (the TLS handshake runs in the connection's task).
+    Tcp(TcpListener, Proto),
+    /// A Unix socket (the file goes with it).
+    Uds(uds::UdsListener),
+}
+
+impl Listener {
+    fn advertised(&self) -> (Proto, u16, Vec<u8>) {
+        match self {
+            Self::Tcp(l, p) => (*p, l.local_addr().map_or(0, |a| a.port()), Vec::new()),
+            Self::Uds(u) => (
+                Proto::Uds,
+                0,
+                u.path.as_os_str().as_encoded_bytes().to_vec(),
+            ),
+        }
+    }
+
+    fn proto(&self) -> Proto {
+        match self {
+            Self::Tcp(_, p) => *p,
+            Self::Uds(_) => Proto::Uds,
+        }
+    }
+
+    /// Accepts one connection; returns it with the peer's address (none for
+    /// a Unix socket).
+    async fn accept(&self) -> std::io::Result<(BoxStream, Option<SocketAddr>)> {
+        match self {
+            Self::Tcp(l, _) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Box::new(s), Some(peer)))
+            }
+            Self::Uds(u) => {
+                let (s, _) = u.listener.accept().await?;
+                Ok((Box::new(s), None))
+            }
+        }
+    }
+}
+
 impl Inner {
-    fn handshake_config(&self) -> HandshakeConfig {
+    fn handshake_config(&self, proto: Proto) -> HandshakeConfig {
         HandshakeConfig::new(
             self.name.as_str(),
             self.cfg.cookie.as_bytes(),
@@ -837,7 +973,48 @@ impl Inner {
             random_u32(),
         )
         .with_optional_flags(OFFERED_FLAGS, !self.cfg.hidden)
+        .with_framing(proto.framing())
         .with_timeout(self.cfg.setup_time)
+    }
+
+    /// The transports this node speaks when connecting: its listeners', or
+    /// for a client-only node every transport it has what it needs for.
+    fn speaks(&self) -> Vec<Proto> {
+        if !self.transports.is_empty() {
+            let mut v: Vec<Proto> = self.transports.iter().map(|t| t.0).collect();
+            v.dedup();
+            return v;
+        }
+        Proto::ALL
+            .into_iter()
+            .filter(|p| !p.is_tls() || self.tls.is_some())
+            .collect()
+    }
+
+    /// Opens a transport stream to an offer.
+    async fn dial(
+        &self,
+        proto: Proto,
+        host: &str,
+        addrs: &[IpAddr],
+        offer: &Offer,
+    ) -> Result<BoxStream, TransportError> {
+        let family: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv6() == proto.is_v6())
+            .collect();
+        match proto {
+            Proto::Uds => Ok(Box::new(uds::connect(&offer.extra).await?)),
+            p if p.is_tls() => {
+                let tls = self.tls.as_ref().ok_or(TransportError::NoTls(p))?;
+                let tcp = tcp::connect(&family, offer.port, self.cfg.setup_time).await?;
+                tls.connect(tcp, host).await
+            }
+            _ => Ok(Box::new(
+                tcp::connect(&family, offer.port, self.cfg.setup_time).await?,
+            )),
+        }
     }
 
     fn whereis(&self, name: &Atom) -> Option<Pid> {
@@ -981,44 +1158,101 @@ impl Inner {
         self.conn_changed.notify_waiters();
     }
 
-    /// Looks the peer up with its host's EPMD and runs the handshake.
+    /// Looks the peer up with its host's EPMD, lets the policy choose a
+    /// transport, dials it (failing over if configured) and runs the
+    /// handshake.
     async fn connect_out(self: &Arc<Self>, peer: &str) -> Result<ConnHandle, NodeError> {
         let (alive, host) = split_name(peer)?;
+        let speaks = self.speaks();
+        let names: Vec<&str> = speaks.iter().map(|p| p.name()).collect();
         let client = Client::for_host(host, self.cfg.epmd_port)
             .await?
             .with_timeout(self.cfg.setup_time);
-        let port = match client.lookup(alive, &["inet_tcp", "inet6_tcp"]).await? {
-            Lookup::Found(rec) | Lookup::Legacy(Some(rec)) => rec
-                .transports
-                .iter()
-                .find(|t| t.proto.is_empty() || t.proto == "inet_tcp" || t.proto == "inet6_tcp")
-                .map(|t| t.port)
-                .ok_or_else(|| NodeError::NotRegistered(peer.to_owned()))?,
+        let rec = match client.lookup(alive, &names).await? {
+            Lookup::Found(rec) => rec,
+            Lookup::Legacy(Some(rec)) => {
+                debug!(
+                    peer,
+                    "{host}'s EPMD does not speak the extension: legacy lookup"
+                );
+                rec
+            }
             Lookup::NotFound | Lookup::Legacy(None) => {
                 return Err(NodeError::NotRegistered(peer.to_owned()))
             }
         };
+        let offers: Vec<Offer> = rec
+            .transports
+            .iter()
+            .filter_map(|t| {
+                let proto = if rec.legacy {
+                    None
+                } else {
+                    // Names outside the fixed table are ignored, never interned.
+                    Some(Proto::from_name(&t.proto)?)
+                };
+                Some(Offer {
+                    proto,
+                    port: t.port,
+                    extra: t.extra.clone(),
+                })
+            })
+            .collect();
+        let mut addrs: Vec<IpAddr> = match tokio::net::lookup_host((host, 0)).await {
+            Ok(it) => it.map(|a| a.ip()).collect(),
+            Err(e) => {
+                debug!(peer, "cannot resolve {host}: {e}");
+                Vec::new()
+            }
+        };
+        addrs.dedup();
+        let ctx = Peer {
+            node: peer,
+            host,
+            addrs: &addrs,
+        };
+        let order = match self.cfg.policy.select(&speaks, &ctx, &offers) {
+            Selection::Try(order) => order,
+            Selection::Refuse(reason) => {
+                return Err(NodeError::Refused {
+                    peer: peer.to_owned(),
+                    reason,
+                })
+            }
+        };
         let mut last = None;
-        for addr in tokio::net::lookup_host((host, port)).await? {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let c = Connector::new(self.handshake_config(), peer, Instant::now())
+        for (n, &i) in order.iter().enumerate() {
+            let Some(offer) = offers.get(i) else { continue };
+            let proto = offer.effective();
+            if !speaks.contains(&proto) {
+                continue;
+            }
+            match self.dial(proto, host, &addrs, offer).await {
+                Ok(mut stream) => {
+                    let c = Connector::new(self.handshake_config(proto), peer, Instant::now())
                         .map_err(|e| NodeError::BadName(e.to_string()))?;
-                    let mut s = s;
-                    let est =
-                        conn::connect(&mut s, c)
-                            .await
-                            .map_err(|source| NodeError::Connect {
-                                peer: peer.to_owned(),
-                                source,
-                            })?;
-                    return Ok(self.install(s, est, "inet_tcp"));
+                    let est = conn::connect(&mut stream, c).await.map_err(|source| {
+                        NodeError::Connect {
+                            peer: peer.to_owned(),
+                            source,
+                        }
+                    })?;
+                    return Ok(self.install(stream, est, proto.name()));
                 }
-                Err(e) => last = Some(e),
+                Err(e) if e.allows_failover() && self.cfg.failover && n + 1 < order.len() => {
+                    warn!(peer, "{proto} unreachable ({e}); trying the next transport");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(last.map_or_else(|| NodeError::NotRegistered(peer.to_owned()), NodeError::Io))
+        Err(last.map_or_else(
+            || NodeError::Refused {
+                peer: peer.to_owned(),
+                reason: "no offered transport is usable".into(),
+            },
+            NodeError::Transport,
+        ))
     }
 
     /// Makes an established connection the one for its peer.
@@ -1058,56 +1292,75 @@ impl Inner {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
-    let permits = Arc::new(Semaphore::new(inner.cfg.max_pending_handshakes));
+async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semaphore>) {
+    let proto = listener.proto();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!("accept failed: {e}");
+                warn!("accept failed on {proto}: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let ip = peer.ip();
-        if lock(&inner.failures).blocked(ip, inner.cfg.max_failures_per_minute, Instant::now()) {
-            debug!(%peer, "refused: too many failed handshakes from this address");
-            continue;
+        let ip = peer.map(|p| p.ip());
+        if let Some(ip) = ip {
+            if lock(&inner.failures).blocked(ip, inner.cfg.max_failures_per_minute, Instant::now())
+            {
+                debug!(%ip, "refused: too many failed handshakes from this address");
+                continue;
+            }
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(%peer, "refused: too many handshakes in progress");
+            debug!(?peer, "refused: too many handshakes in progress");
             continue;
         };
         let inner = inner.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut stream = stream;
-            let _ = stream.set_nodelay(true);
-            let a = match Acceptor::new(inner.handshake_config(), Instant::now()) {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!("bad handshake configuration: {e}");
-                    return;
-                }
+            let who = peer.map_or_else(|| "local socket".to_owned(), |p| p.to_string());
+            let setup = async {
+                let mut stream = if proto.is_tls() {
+                    let tls = inner.tls.as_ref().ok_or(ConnError::Closed)?;
+                    tls.accept(stream, &who).await.map_err(|e| {
+                        ConnError::Io(std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            e.to_string(),
+                        ))
+                    })?
+                } else {
+                    stream
+                };
+                let a = Acceptor::new(inner.handshake_config(proto), Instant::now())
+                    .map_err(|e| ConnError::Decode(e.to_string()))?;
+                let check = |name: &str| inner.peer_check(name);
+                let est = conn::accept(&mut stream, a, check).await?;
+                Ok::<_, ConnError>((stream, est))
             };
-            let check = |name: &str| inner.peer_check(name);
-            match conn::accept(&mut stream, a, check).await {
-                Ok(est) => {
-                    inner.install(stream, est, "inet_tcp");
+            match tokio::time::timeout(inner.cfg.setup_time, setup).await {
+                Ok(Ok((stream, est))) => {
+                    inner.install(stream, est, proto.name());
                 }
-                Err(e) => {
-                    if matches!(
+                Ok(Err(e)) => {
+                    let counts = matches!(
                         e,
                         ConnError::Handshake(
                             HandshakeError::WrongCookie
                                 | HandshakeError::BadMessage(_)
                                 | HandshakeError::FrameTooLarge { .. }
                                 | HandshakeError::Timeout { .. }
-                        )
-                    ) {
+                        ) | ConnError::Io(_)
+                    );
+                    if let (true, Some(ip)) = (counts, ip) {
                         lock(&inner.failures).record(ip, Instant::now());
                     }
-                    info!(%peer, "incoming handshake failed: {e}");
+                    info!(peer = %who, transport = %proto, "incoming handshake failed: {e}");
+                }
+                Err(_) => {
+                    if let Some(ip) = ip {
+                        lock(&inner.failures).record(ip, Instant::now());
+                    }
+                    info!(peer = %who, transport = %proto, "incoming handshake timed out");
                 }
             }
         });

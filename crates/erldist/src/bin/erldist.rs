@@ -1,12 +1,17 @@
 //! `erldist`: run a Rust Erlang node, or talk to Erlang nodes from the shell.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use erl_term::Term;
+use erldist::policy::{FirstOffered, Rule, RuleConfig, RulePolicy, SelectionPolicy};
+use erldist::transport::tls::TlsFiles;
+use erldist::transport::ListenSpec;
 use erldist::{Node, NodeConfig};
+use serde::Deserialize;
 use tracing::info;
 
 /// A Rust Erlang-distribution node.
@@ -22,6 +27,13 @@ use tracing::info;
 ///   erldist rpc erl@localhost erlang system_info '[otp_release]' --cookie secret
 ///
 ///   erldist names localhost
+///
+///   erldist serve --name s@localhost --cookie c --listen inet_tcp --listen inet_tls --listen uds \
+///       --tls-cert certs/s.pem --tls-key certs/s-key.pem --tls-ca certs/ca.pem --policy rules
+///
+///   erldist connections s@localhost --cookie c      # which transport each peer uses
+///
+///   erldist gen-certs --dir certs --node s --node k --host localhost --host 127.0.0.1
 ///
 /// The cookie comes from --cookie, else ERLANG_COOKIE, else ~/.erlang.cookie
 /// (which must be readable by its owner only). EPMD is found on
@@ -44,6 +56,164 @@ struct Cli {
     /// Seconds to wait for an answer.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
+    #[command(flatten)]
+    transport: TransportOpts,
+}
+
+/// How this node reaches others (and, for `serve`, is reached).
+#[derive(Debug, Args)]
+struct TransportOpts {
+    /// A TOML file with `listen`, `uds_dir`, `failover`, `[tls]` and
+    /// `[policy]` (see docs/transports.md); flags override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// This node's certificate (PEM), for inet_tls / inet6_tls.
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
+    /// The CA that signs every node's certificate (PEM).
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Directory for the Unix socket (default $XDG_RUNTIME_DIR/erldist or
+    /// /tmp/erldist-<uid>).
+    #[arg(long, global = true)]
+    uds_dir: Option<PathBuf>,
+    /// Transport selection: `first` (the first offered) or `rules` (same
+    /// host → uds, same subnet → tcp, else tls, plus --rule).
+    #[arg(long, global = true)]
+    policy: Option<String>,
+    /// Rule-policy transports for a peer on this host (comma-separated).
+    #[arg(long, global = true, value_delimiter = ',')]
+    same_host: Vec<String>,
+    /// Rule-policy transports for a peer on an attached network.
+    #[arg(long, global = true, value_delimiter = ',')]
+    same_subnet: Vec<String>,
+    /// Rule-policy transports for any other peer.
+    #[arg(long, global = true, value_delimiter = ',')]
+    other: Vec<String>,
+    /// An explicit rule, checked first: `node=GLOB:t1,t2` or
+    /// `cidr=NET/LEN:t1,t2` (no transports = refuse). Repeatable.
+    #[arg(long, global = true)]
+    rule: Vec<String>,
+    /// Do not try the next transport when the chosen one is unreachable.
+    #[arg(long, global = true)]
+    no_failover: bool,
+}
+
+/// The node's TOML configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    name: Option<String>,
+    listen: Option<Vec<String>>,
+    uds_dir: Option<PathBuf>,
+    failover: Option<bool>,
+    tls: Option<TlsFile>,
+    policy: Option<RuleConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+fn parse_rule(text: &str) -> Result<Rule> {
+    let (lhs, uses) = text
+        .rsplit_once(':')
+        .filter(|(l, _)| l.starts_with("node=") || l.starts_with("cidr="))
+        .with_context(|| format!("rule {text:?}: expected node=GLOB:t1,t2 or cidr=NET:t1,t2"))?;
+    let transports = uses
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (node, cidr) = match lhs.split_once('=') {
+        Some(("node", g)) => (Some(g.to_owned()), None),
+        Some(("cidr", c)) => (None, Some(c.to_owned())),
+        _ => bail!("rule {text:?}: expected node= or cidr="),
+    };
+    Ok(Rule {
+        node,
+        cidr,
+        transports,
+    })
+}
+
+/// Applies the config file and the transport flags to `cfg`; returns the
+/// listen list from the file, if any.
+fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<ListenSpec>>> {
+    let o = &cli.transport;
+    let file: NodeFile = match &o.config {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+        )
+        .with_context(|| format!("parse {}", p.display()))?,
+        None => NodeFile::default(),
+    };
+    if let Some(d) = o.uds_dir.clone().or(file.uds_dir.clone()) {
+        cfg.uds_dir = d;
+    }
+    cfg.failover = !o.no_failover && file.failover.unwrap_or(true);
+    let tls = match (&o.tls_cert, &o.tls_key, &o.tls_ca, &file.tls) {
+        (Some(cert), Some(key), Some(ca), _) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        }),
+        (None, None, None, Some(t)) => Some(TlsFiles {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            ca: t.ca.clone(),
+        }),
+        (None, None, None, None) => None,
+        _ => bail!("--tls-cert, --tls-key and --tls-ca go together"),
+    };
+    cfg.tls = tls;
+    let rules_wanted = o.policy.as_deref() == Some("rules")
+        || (o.policy.is_none() && file.policy.is_some())
+        || !o.rule.is_empty();
+    let policy: Arc<dyn SelectionPolicy> = match o.policy.as_deref() {
+        Some("first") if o.rule.is_empty() => Arc::new(FirstOffered),
+        Some("first") => bail!("--rule needs --policy rules"),
+        None | Some("rules") if rules_wanted => {
+            let mut rc = file.policy.unwrap_or_default();
+            if !o.same_host.is_empty() {
+                rc.same_host = o.same_host.clone();
+            }
+            if !o.same_subnet.is_empty() {
+                rc.same_subnet = o.same_subnet.clone();
+            }
+            if !o.other.is_empty() {
+                rc.other = o.other.clone();
+            }
+            for r in &o.rule {
+                rc.rules.push(parse_rule(r)?);
+            }
+            Arc::new(RulePolicy::new(&rc).map_err(anyhow::Error::msg)?)
+        }
+        None => Arc::new(FirstOffered),
+        Some(other) => bail!("unknown policy {other:?} (first or rules)"),
+    };
+    cfg.policy = policy;
+    let listen = file
+        .listen
+        .map(|l| {
+            l.iter()
+                .map(|s| s.parse::<ListenSpec>().map_err(anyhow::Error::msg))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    if cfg.name.is_empty() {
+        if let Some(n) = file.name {
+            cfg.name = n;
+        }
+    }
+    Ok(listen)
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,9 +221,11 @@ enum Cmd {
     /// Run a node: answers pings, echoes `{Pid, Msg}` sent to its `echo`
     /// mailbox back to Pid as Msg, and logs what it receives.
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:0")]
-        listen: SocketAddr,
+        /// A transport to listen on, `proto` or `proto@addr:port`
+        /// (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds). Repeatable;
+        /// default inet_tcp.
+        #[arg(long)]
+        listen: Vec<ListenSpec>,
         /// Do not appear in other nodes' `nodes()`.
         #[arg(long)]
         hidden: bool,
@@ -91,6 +263,26 @@ enum Cmd {
         /// Host (default localhost).
         host: Option<String>,
     },
+    /// Ask a running erldist node which transport each of its connections
+    /// uses.
+    Connections {
+        /// The node to ask.
+        node: String,
+    },
+    /// Write a development CA and node certificates, to try TLS quickly.
+    GenCerts {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// A node name to make a certificate for (file `<node>.pem`).
+        /// Repeatable.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+        /// A host name or IP address for the certificates' SAN.
+        /// Repeatable; default localhost, 127.0.0.1, ::1 and this host.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 fn short_hostname() -> String {
@@ -113,8 +305,9 @@ async fn client_node(cli: &Cli) -> Result<Node> {
         .unwrap_or_else(|| format!("erldist_{}@{}", std::process::id(), short_hostname()));
     let cookie = erldist::cookie::resolve(cli.cookie.as_deref())?;
     let mut cfg = NodeConfig::new(name, cookie);
+    apply_transport_opts(cli, &mut cfg)?;
     cfg.hidden = true;
-    cfg.listen = None;
+    cfg.listen = Vec::new();
     if let Some(p) = cli.epmd_port {
         cfg.epmd_port = p;
     }
@@ -129,20 +322,32 @@ async fn run(cli: Cli) -> Result<i32> {
             hidden,
             net_ticktime,
         } => {
-            let name = cli.name.clone().context("serve needs --name alive@host")?;
             let cookie = erldist::cookie::resolve(cli.cookie.as_deref())?;
-            let mut cfg = NodeConfig::new(name, cookie);
-            cfg.listen = Some(*listen);
+            let mut cfg = NodeConfig::new(cli.name.clone().unwrap_or_default(), cookie);
+            let file_listen = apply_transport_opts(&cli, &mut cfg)?;
+            if cfg.name.is_empty() {
+                bail!("serve needs --name alive@host (or name in the config file)");
+            }
+            cfg.listen = if !listen.is_empty() {
+                listen.clone()
+            } else {
+                file_listen.unwrap_or_else(|| cfg.listen.clone())
+            };
             cfg.hidden = *hidden;
             cfg.net_ticktime = Duration::from_secs(*net_ticktime);
             if let Some(p) = cli.epmd_port {
                 cfg.epmd_port = p;
             }
             let node = Node::start(cfg).await?;
+            let ts: Vec<String> = node
+                .transports()
+                .iter()
+                .map(|(p, port)| format!("{p}:{port}"))
+                .collect();
             println!(
-                "erldist: node {} listening on port {} (creation {}{})",
+                "erldist: node {} listening on {} (creation {}{})",
                 node.name(),
-                node.listen_port().unwrap_or(0),
+                ts.join(" "),
                 node.creation(),
                 if node.registered_extended() {
                     ", registered with the epmdx extension"
@@ -152,6 +357,8 @@ async fn run(cli: Cli) -> Result<i32> {
             );
             let mut echo = node.register_mailbox("echo")?;
             let mut events = node.events();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             loop {
                 tokio::select! {
                     m = echo.recv() => {
@@ -169,9 +376,13 @@ async fn run(cli: Cli) -> Result<i32> {
                         if let Ok(ev) = ev { info!("{ev:?}"); }
                     }
                     _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
                 }
             }
             node.stop();
+            // Let the listener tasks drop their sockets (the Unix socket
+            // file is removed then).
+            tokio::time::sleep(Duration::from_millis(50)).await;
             Ok(0)
         }
         Cmd::Ping { node: target } => {
@@ -221,6 +432,42 @@ async fn run(cli: Cli) -> Result<i32> {
             let node = client_node(&cli).await?;
             let result = node.rpc(target, module, function, args, timeout).await?;
             println!("{result}");
+            Ok(0)
+        }
+        Cmd::Connections { node: target } => {
+            let node = client_node(&cli).await?;
+            let reply = node
+                .call(target, "erldist", |_| Term::atom("connections"), timeout)
+                .await?;
+            let Term::List(items) = reply else {
+                if reply == Term::Nil {
+                    return Ok(0);
+                }
+                bail!("unexpected reply {reply}");
+            };
+            for item in items {
+                if let Term::Tuple(e) = item {
+                    if let [peer, transport] = e.as_slice() {
+                        println!("{peer} {transport}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Cmd::GenCerts { dir, nodes, hosts } => {
+            let hosts = if hosts.is_empty() {
+                vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "::1".to_owned(),
+                    short_hostname(),
+                ]
+            } else {
+                hosts.clone()
+            };
+            for p in erldist::transport::tls::generate_dev_certs(dir, nodes, &hosts)? {
+                println!("{}", p.display());
+            }
             Ok(0)
         }
         Cmd::Names { host } => {

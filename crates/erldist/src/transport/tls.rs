@@ -1,0 +1,200 @@
+//! TLS with rustls (ring provider), interoperable with OTP's
+//! `inet_tls_dist`.
+//!
+//! - Mutual authentication: both sides present a certificate signed by the
+//!   configured CA, and both verify the other's. A server without a client
+//!   certificate, or a certificate that does not verify, is a hard error.
+//! - The client checks the server's certificate against the host part of
+//!   the node name it dials (a DNS name or an IP address in the SAN), as
+//!   OTP's client does with `server_name_indication`.
+//! - TLS 1.3 and 1.2 are both enabled: OTP enables only 1.2 when its TLS
+//!   options omit `versions`.
+//! - Inside TLS the distribution handshake uses `u32` framing (see
+//!   [`super::Proto::framing`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::{BoxStream, TransportError};
+
+/// Certificate files, in PEM: the node's certificate chain and key, and the
+/// CA that signs every node's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// This node's certificate (chain), PEM.
+    pub cert: PathBuf,
+    /// This node's private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
+    /// The CA certificate(s) peers must chain to, PEM.
+    pub ca: PathBuf,
+}
+
+/// Ready-to-use client and server configurations.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TransportError::TlsConfig(format!(
+            "{}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+impl Tls {
+    /// Loads the files and builds both configurations.
+    pub(crate) fn load(files: &TlsFiles) -> Result<Self, TransportError> {
+        let cfg_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
+        let certs = load_certs(&files.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&files.key)
+            .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", files.key.display())))?;
+        let mut roots = RootCertStore::empty();
+        for ca in load_certs(&files.ca)? {
+            roots.add(ca).map_err(cfg_err)?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(cfg_err)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(cfg_err)?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .map_err(cfg_err)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(cfg_err)?;
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            connector: TlsConnector::from(Arc::new(client)),
+        })
+    }
+
+    /// Server side of the TLS handshake.
+    pub(crate) async fn accept<S>(&self, stream: S, peer: &str) -> Result<BoxStream, TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.acceptor
+            .accept(stream)
+            .await
+            .map(|s| Box::new(s) as BoxStream)
+            .map_err(|e| TransportError::TlsHandshake {
+                peer: peer.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Client side: verifies the server against `host`, the host part of
+    /// the dialled node name.
+    pub(crate) async fn connect<S>(
+        &self,
+        stream: S,
+        host: &str,
+    ) -> Result<BoxStream, TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let name =
+            ServerName::try_from(host.to_owned()).map_err(|e| TransportError::TlsHandshake {
+                peer: host.to_owned(),
+                reason: format!("not a valid server name: {e}"),
+            })?;
+        self.connector
+            .connect(name, stream)
+            .await
+            .map(|s| Box::new(s) as BoxStream)
+            .map_err(|e| TransportError::TlsHandshake {
+                peer: host.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Writes a development CA and a certificate for each node name into `dir`
+/// (`ca.pem`, `ca-key.pem`, `<name>.pem`, `<name>-key.pem`). Each node
+/// certificate carries `hosts` as SANs (DNS names or IP addresses) and can
+/// serve as client and server. For trying TLS distribution in a minute,
+/// not for production.
+pub fn generate_dev_certs(
+    dir: &Path,
+    names: &[String],
+    hosts: &[String],
+) -> Result<Vec<PathBuf>, TransportError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let err = |e: rcgen::Error| TransportError::TlsConfig(e.to_string());
+    let io = |p: &Path, e| TransportError::io(format!("write {}", p.display()), e);
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut written = Vec::new();
+    let mut write = |name: &str, text: String, private: bool| -> Result<(), TransportError> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        if private {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io(&p, e))?;
+        }
+        written.push(p);
+        Ok(())
+    };
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "erldist development CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    write("ca.pem", ca_cert.pem(), false)?;
+    write("ca-key.pem", ca_key.serialize_pem(), true)?;
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    for name in names {
+        let key = KeyPair::generate().map_err(err)?;
+        let mut params = CertificateParams::new(hosts.to_vec()).map_err(err)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, name.as_str());
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        write(&format!("{name}.pem"), cert.pem(), false)?;
+        write(&format!("{name}-key.pem"), key.serialize_pem(), true)?;
+    }
+    Ok(written)
+}
