@@ -1181,23 +1181,41 @@ impl Inner {
                 return Err(NodeError::NotRegistered(peer.to_owned()))
             }
         };
-        let offers: Vec<Offer> = rec
-            .transports
-            .iter()
-            .filter_map(|t| {
-                let proto = if rec.legacy {
-                    None
-                } else {
-                    // Names outside the fixed table are ignored, never interned.
-                    Some(Proto::from_name(&t.proto)?)
-                };
+        let offers: Vec<Offer> = if rec.legacy {
+            // EPMD cannot tell what a legacy registration speaks: offer every
+            // IP transport this node speaks on its port, plain TCP first.
+            let t = rec.transports.first();
+            [
+                Proto::InetTcp,
+                Proto::Inet6Tcp,
+                Proto::InetTls,
+                Proto::Inet6Tls,
+            ]
+            .into_iter()
+            .filter(|p| speaks.contains(p))
+            .filter_map(|proto| {
                 Some(Offer {
                     proto,
-                    port: t.port,
-                    extra: t.extra.clone(),
+                    port: t?.port,
+                    extra: t?.extra.clone(),
+                    legacy: true,
                 })
             })
-            .collect();
+            .collect()
+        } else {
+            rec.transports
+                .iter()
+                .filter_map(|t| {
+                    Some(Offer {
+                        // Names outside the fixed table are ignored, never interned.
+                        proto: Proto::from_name(&t.proto)?,
+                        port: t.port,
+                        extra: t.extra.clone(),
+                        legacy: false,
+                    })
+                })
+                .collect()
+        };
         let mut addrs: Vec<IpAddr> = match tokio::net::lookup_host((host, 0)).await {
             Ok(it) => it.map(|a| a.ip()).collect(),
             Err(e) => {
@@ -1223,7 +1241,7 @@ impl Inner {
         let mut last = None;
         for (n, &i) in order.iter().enumerate() {
             let Some(offer) = offers.get(i) else { continue };
-            let proto = offer.effective();
+            let proto = offer.proto;
             if !speaks.contains(&proto) {
                 continue;
             }

@@ -19,23 +19,22 @@ use serde::Deserialize;
 use crate::transport::Proto;
 
 /// A transport the peer offers.
+///
+/// A legacy (ALIVE2) registration says nothing about its protocol: a stock
+/// node running `inet_tls_dist` registers exactly like a TCP one. The node
+/// therefore offers it once per IP transport it speaks itself (plain TCP
+/// first, the stock default), all with `legacy` set and the same port, and
+/// the policy picks the reading it trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offer {
-    /// The transport; `None` for a legacy (ALIVE2) registration, whose
-    /// protocol EPMD cannot know.
-    pub proto: Option<Proto>,
+    /// The transport.
+    pub proto: Proto,
     /// The port (0 for a Unix socket).
     pub port: u16,
     /// Transport data (the socket path for `uds`).
     pub extra: Vec<u8>,
-}
-
-impl Offer {
-    /// The transport this offer is treated as: a legacy registration is
-    /// assumed to be plain TCP over IPv4, the stock default.
-    pub fn effective(&self) -> Proto {
-        self.proto.unwrap_or(Proto::InetTcp)
-    }
+    /// From a legacy registration: `proto` is a guess.
+    pub legacy: bool,
 }
 
 /// The peer being connected to.
@@ -296,7 +295,7 @@ enum Matcher {
 /// The rule policy: explicit node-name and network rules, then same host →
 /// `same_host`, same subnet → `same_subnet`, else `other`. Each list is
 /// tried in order (failover stays within the list, so a remote peer never
-/// falls back to plain TCP). A legacy registration counts as `inet_tcp`.
+/// falls back to plain TCP).
 #[derive(Debug, Clone)]
 pub struct RulePolicy {
     rules: Vec<(Matcher, Vec<Proto>)>,
@@ -371,14 +370,20 @@ impl SelectionPolicy for RulePolicy {
                 offered
                     .iter()
                     .enumerate()
-                    .filter(move |(_, o)| o.effective() == *p)
+                    .filter(move |(_, o)| o.proto == *p)
                     .map(|(i, _)| i)
             })
             .collect();
         if order.is_empty() {
             let offered: Vec<String> = offered
                 .iter()
-                .map(|o| o.proto.map_or("legacy".into(), |p| p.to_string()))
+                .map(|o| {
+                    if o.legacy {
+                        format!("{} (legacy)", o.proto)
+                    } else {
+                        o.proto.to_string()
+                    }
+                })
                 .collect();
             let allowed: Vec<&str> = allowed.iter().map(|p| p.name()).collect();
             Selection::Refuse(format!(
@@ -418,9 +423,10 @@ mod tests {
 
     fn offer(p: Option<Proto>) -> Offer {
         Offer {
-            proto: p,
+            proto: p.unwrap_or(Proto::InetTcp),
             port: 1,
             extra: vec![],
+            legacy: p.is_none(),
         }
     }
 
@@ -495,7 +501,7 @@ mod tests {
             p.select(&[], &peer, &tcp_only),
             Selection::Refuse(_)
         ));
-        // A legacy registration counts as inet_tcp.
+        // A legacy registration read as inet_tcp.
         let legacy = [offer(None)];
         let addrs = vec!["10.1.0.9".parse().unwrap()];
         let peer = Peer {
