@@ -1,0 +1,850 @@
+//! erldist against real OTP nodes: pings, messages, `rpc`, every term type
+//! through Erlang's own `term_to_binary`/`binary_to_term`, node-down
+//! propagation, links and monitors.
+//!
+//! Each test has its own epmdx on a private port and its own `erl` node
+//! (`-start_epmd false`, `ERL_EPMD_PORT`); see `common/mod.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use erl_term::{BigInt, Export, Port, Term};
+use erldist::NodeEvent;
+use test_support::erl::ErlNode;
+
+/// Processes the tests talk to on the Erlang side:
+/// - `responder`: `{From, X}` -> `From ! {reply, X}`;
+/// - `rt`: `{roundtrip, From, M}` -> `From ! {rt, binary_to_term(term_to_binary(M))}`;
+///   `{check, From, M, Src}` -> also compares `M` with the value of the
+///   Erlang expression `Src` (a binary) and answers `{check, Src, M =:= V, Copy}`;
+///   `{apply, From, F, A}` -> `From ! {applied, catch apply(F, A)}`;
+///   `{give, From}` -> sends a pid, a port, a ref, an export fun and a closure made here;
+/// - `victim`: exits with `R` on `{die, R}`.
+const HELPERS: &str = r#"
+register(responder, spawn(fun Loop() -> receive {From, X} -> From ! {reply, X} end, Loop() end)),
+register(rt, spawn(fun Loop() ->
+    receive
+        {roundtrip, From, M} -> From ! {rt, binary_to_term(term_to_binary(M))};
+        {check, From, M, Src} ->
+            Same = try
+                       {ok, Toks, _} = erl_scan:string(unicode:characters_to_list(Src) ++ "."),
+                       {ok, [E]} = erl_parse:parse_exprs(Toks),
+                       {value, V, _} = erl_eval:expr(E, erl_eval:new_bindings()),
+                       M =:= V
+                   catch C:R -> {C, R}
+                   end,
+            From ! {check, Src, Same, binary_to_term(term_to_binary(M))};
+        {apply, From, F, A} -> From ! {applied, catch apply(F, A)};
+        {give, From} ->
+            From ! {given, self(), hd(erlang:ports()), make_ref(), fun erlang:abs/1,
+                    fun(X) -> X * 2 end}
+    end,
+    Loop()
+end)),
+register(victim, spawn(fun() -> receive {die, R} -> exit(R) end end)),
+ok.
+"#;
+
+fn erl_with_helpers(d: &test_support::Daemon, tag: &str) -> ErlNode {
+    let mut e = erl(d, tag, COOKIE);
+    assert_eq!(eval(&mut e, HELPERS), "ok");
+    e
+}
+
+fn big(negative: bool, pow2: usize) -> Term {
+    let mut mag = vec![0u8; pow2 / 8 + 1];
+    mag[pow2 / 8] = 1 << (pow2 % 8);
+    Term::BigInt(BigInt::from_sign_magnitude(negative, mag))
+}
+
+// ---------------------------------------------------------------------------
+// 1. Pings
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_both_ways() {
+    let d = daemon();
+    let mut e = erl(&d, "ping", COOKIE);
+    let erl_node = e.node().to_owned();
+
+    // Rust dials Erlang.
+    let a = start(config(&d, "pinga", COOKIE)).await;
+    assert!(a.registered_extended(), "epmdx speaks the extension");
+    assert!(within(LONG, "rust ping", a.ping(&erl_node)).await);
+    let conns = a.connections();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert_eq!(conns[0].peer, erl_node);
+    assert_eq!(conns[0].transport, "inet_tcp");
+    assert_eq!(
+        eval(&mut e, &format!("lists:member('{}', nodes()).", a.name())),
+        "true"
+    );
+
+    // Erlang dials Rust (a node it has never talked to).
+    let b = start(config(&d, "pingb", COOKIE)).await;
+    let mut events = b.events();
+    assert_eq!(
+        eval(&mut e, &format!("net_adm:ping('{}').", b.name())),
+        "pong"
+    );
+    let ev = within(LONG, "Up event", events.recv()).await.unwrap();
+    assert_eq!(ev, NodeEvent::Up(erl_node.clone()));
+    // And back over the connection Erlang made.
+    assert!(within(LONG, "ping back", b.ping(&erl_node)).await);
+
+    // A hidden node is in nodes(hidden) only.
+    let mut hc = config(&d, "pingh", COOKIE);
+    hc.hidden = true;
+    let h = start(hc).await;
+    assert!(within(LONG, "hidden ping", h.ping(&erl_node)).await);
+    assert_eq!(
+        eval(
+            &mut e,
+            &format!(
+                "{{lists:member('{0}', nodes()), lists:member('{0}', nodes(hidden))}}.",
+                h.name()
+            )
+        ),
+        "{false,true}"
+    );
+
+    // Erlang pinging a Rust name nobody registered: pang, quickly.
+    assert_eq!(
+        eval(
+            &mut e,
+            &format!("net_adm:ping('rust_nobody_{}@localhost').", d.port)
+        ),
+        "pang"
+    );
+    for n in [a, b, h] {
+        n.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Messages
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_both_ways() {
+    let d = daemon();
+    let mut e = erl_with_helpers(&d, "msg");
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "msg", COOKIE)).await;
+    let echo = spawn_echo(node.register_mailbox("echo").unwrap());
+
+    // Erlang -> Rust registered mailbox -> back to the Erlang pid.
+    let got = eval(
+        &mut e,
+        &format!(
+            "{{echo, '{}'}} ! {{self(), {{hello, 42, <<\"bin\">>, \"str\", [1.5]}}}}, \
+             receive {{hello, _, _, _, _}} = M -> M after 15000 -> timeout end.",
+            node.name()
+        ),
+    );
+    assert_eq!(got, "{hello,42,<<\"bin\">>,\"str\",[1.5]}");
+
+    // Several in a row keep their order.
+    let got = eval(
+        &mut e,
+        &format!(
+            "[{{echo, '{}'}} ! {{self(), {{n, I}}}} || I <- lists:seq(1, 50)], \
+             [receive {{n, J}} -> J after 15000 -> timeout end || _ <- lists:seq(1, 50)] \
+             =:= lists:seq(1, 50).",
+            node.name()
+        ),
+    );
+    assert_eq!(got, "true");
+
+    // Rust -> Erlang registered process, reply to our pid.
+    let mut mb = node.mailbox();
+    let me = Term::Pid(mb.pid().clone());
+    within(
+        LONG,
+        "send_named",
+        mb.send_named(
+            "responder",
+            &erl_node,
+            tuple(vec![me.clone(), atom("ping")]),
+        ),
+    )
+    .await
+    .unwrap();
+    let r = recv(&mut mb, LONG, "{reply, ping}").await;
+    assert_eq!(r, tuple(vec![atom("reply"), atom("ping")]));
+
+    // Rust -> Erlang pid (SEND), found with rpc.
+    let pid = within(
+        LONG,
+        "whereis",
+        node.rpc(
+            &erl_node,
+            "erlang",
+            "whereis",
+            vec![atom("responder")],
+            Duration::from_secs(LONG),
+        ),
+    )
+    .await
+    .unwrap();
+    let Term::Pid(pid) = pid else {
+        panic!("whereis(responder) gave {pid}")
+    };
+    mb.send(&pid, tuple(vec![me, Term::from(7)])).await.unwrap();
+    let r = recv(&mut mb, LONG, "{reply, 7}").await;
+    assert_eq!(r, tuple(vec![atom("reply"), Term::from(7)]));
+
+    // Erlang -> an unregistered Rust pid it learnt from a message.
+    let mut inbox = node.register_mailbox("inbox").unwrap();
+    let mut other = node.mailbox();
+    inbox
+        .send_named(
+            "responder",
+            &erl_node,
+            tuple(vec![Term::Pid(other.pid().clone()), atom("to_other")]),
+        )
+        .await
+        .unwrap();
+    let r = recv(&mut other, LONG, "reply to the other mailbox").await;
+    assert_eq!(r, tuple(vec![atom("reply"), atom("to_other")]));
+    assert!(inbox.try_recv().is_none());
+
+    echo.abort();
+    node.stop();
+}
+
+// ---------------------------------------------------------------------------
+// 3. rpc
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rpc_calls() {
+    let d = daemon();
+    let mut e = erl(&d, "rpc", COOKIE);
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "rpc", COOKIE)).await;
+    let t = Duration::from_secs(LONG);
+    let rpc = |m: &'static str, f: &'static str, a: Vec<Term>| {
+        let node = node.clone();
+        let peer = erl_node.clone();
+        async move {
+            within(
+                LONG + 5,
+                &format!("rpc {m}:{f}"),
+                node.rpc(&peer, m, f, a, t),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("rpc {m}:{f}: {err}"))
+        }
+    };
+
+    assert_eq!(rpc("erlang", "node", vec![]).await, atom(&erl_node));
+    assert_eq!(
+        rpc("lists", "seq", vec![Term::from(1), Term::from(10)]).await,
+        Term::list((1..=10).map(Term::from).collect::<Vec<_>>())
+    );
+    let release = eval(&mut e, "erlang:system_info(otp_release).");
+    let got = rpc("erlang", "system_info", vec![atom("otp_release")]).await;
+    assert_eq!(
+        got,
+        Term::String(release.trim_matches('"').as_bytes().to_vec()),
+        "erl says {release}"
+    );
+
+    // A big list, both ways.
+    let n = 100_000i64;
+    let list = Term::List((0..n).map(Term::from).collect());
+    let rev = rpc("lists", "reverse", vec![list]).await;
+    assert_eq!(
+        rev,
+        Term::List((0..n).rev().map(Term::from).collect()),
+        "lists:reverse of {n} integers"
+    );
+
+    // A function that raises: {badrpc, {'EXIT', {boom, Stack}}}.
+    let r = rpc("erlang", "error", vec![atom("boom")]).await;
+    assert!(tagged(&r, "badrpc"), "{r}");
+    let exit = elem(&r, 1);
+    assert!(tagged(exit, "EXIT"), "{r}");
+    assert_eq!(elem(elem(exit, 1), 0), &atom("boom"), "{r}");
+    assert!(elem(elem(exit, 1), 1).is_list(), "stack trace in {r}");
+    // exit/1: {badrpc, {'EXIT', bye}}.
+    let r = rpc("erlang", "exit", vec![atom("bye")]).await;
+    assert_eq!(
+        r,
+        tuple(vec![atom("badrpc"), tuple(vec![atom("EXIT"), atom("bye")])])
+    );
+
+    // An unknown module: {badrpc, {'EXIT', {undef, [{no_such_module, f, [1], _} | _]}}}.
+    let r = rpc("no_such_module", "f", vec![Term::from(1)]).await;
+    assert!(tagged(&r, "badrpc"), "{r}");
+    let reason = elem(elem(&r, 1), 1);
+    assert_eq!(elem(reason, 0), &atom("undef"), "{r}");
+    let frames = elem(reason, 1).to_list().expect("stack list");
+    assert_eq!(elem(&frames[0], 0), &atom("no_such_module"), "{r}");
+    assert_eq!(elem(&frames[0], 1), &atom("f"), "{r}");
+
+    // Output from the called function goes to the caller as group leader.
+    assert_eq!(
+        rpc(
+            "io",
+            "format",
+            vec![Term::String(b"hello from rpc~n".to_vec())]
+        )
+        .await,
+        atom("ok")
+    );
+
+    // An rpc to a node that does not exist fails fast, with an error.
+    let r = within(
+        LONG,
+        "rpc to nobody",
+        node.rpc(
+            &format!("nobody_{}@localhost", d.port),
+            "erlang",
+            "node",
+            vec![],
+            t,
+        ),
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    node.stop();
+}
+
+// ---------------------------------------------------------------------------
+// 4. Every term type through Erlang's term_to_binary/binary_to_term
+// ---------------------------------------------------------------------------
+
+/// Terms built in Rust, with the Erlang expression that makes the same term.
+fn literal_cases() -> Vec<(Term, String)> {
+    let mut v: Vec<(Term, String)> = Vec::new();
+    let mut add = |t: Term, src: &str| v.push((t, src.to_owned()));
+    // Atoms.
+    add(atom("hello"), "hello");
+    add(atom(""), "''");
+    add(atom("true"), "true");
+    add(atom("with space"), "'with space'");
+    add(atom("héllo_日本_ñ"), "'héllo_日本_ñ'");
+    add(
+        atom(&"ü".repeat(255)),
+        "list_to_atom(lists:duplicate(255, 252))",
+    );
+    // Integers: small, INTEGER_EXT edges, i64 edges, bignums.
+    add(Term::from(0), "0");
+    add(Term::from(255), "255");
+    add(Term::from(256), "256");
+    add(Term::from(-1), "-1");
+    add(Term::from(2147483647), "2147483647");
+    add(Term::from(2147483648i64), "2147483648");
+    add(Term::from(-2147483648i64), "-2147483648");
+    add(Term::from(-2147483649i64), "-2147483649");
+    add(Term::from(i64::MAX), "9223372036854775807");
+    add(Term::from(i64::MIN), "-9223372036854775808");
+    add(Term::from(u64::MAX), "(1 bsl 64) - 1");
+    add(big(false, 64), "1 bsl 64");
+    add(big(true, 64), "-(1 bsl 64)");
+    add(big(false, 1000), "1 bsl 1000");
+    add(big(true, 1000), "-(1 bsl 1000)");
+    add(big(false, 4000), "1 bsl 4000");
+    add(big(true, 4000), "-(1 bsl 4000)");
+    // Floats.
+    add(Term::Float(0.0), "0.0");
+    add(Term::Float(1.5), "1.5");
+    add(Term::Float(-2.25), "-2.25");
+    add(Term::Float(0.1), "0.1");
+    add(Term::Float(1.0e300), "1.0e300");
+    add(Term::Float(-1.0e-300), "-1.0e-300");
+    add(Term::Float(f64::MAX), "1.7976931348623157e308");
+    add(Term::Float(5.0e-324), "5.0e-324");
+    // Binaries and bitstrings.
+    add(Term::binary(Vec::new()), "<<>>");
+    add(Term::binary(vec![1, 2, 3]), "<<1,2,3>>");
+    add(
+        Term::binary((0..1 << 20).map(|i| i as u8).collect::<Vec<u8>>()),
+        "binary:copy(list_to_binary(lists:seq(0, 255)), 4096)",
+    );
+    add(
+        Term::BitBinary {
+            bytes: vec![0b1010_0000],
+            bits: 3,
+        },
+        "<<5:3>>",
+    );
+    add(
+        Term::BitBinary {
+            bytes: vec![1, 2, 0x30],
+            bits: 4,
+        },
+        "<<1,2,3:4>>",
+    );
+    // Lists and strings.
+    add(Term::Nil, "[]");
+    add(
+        Term::List(vec![Term::from(1), atom("a"), Term::String(b"x".to_vec())]),
+        "[1, a, \"x\"]",
+    );
+    add(
+        Term::ImproperList(vec![Term::from(1), Term::from(2)], Box::new(atom("c"))),
+        "[1, 2 | c]",
+    );
+    add(
+        Term::ImproperList(vec![atom("a")], Box::new(Term::binary(b"t".to_vec()))),
+        "[a | <<\"t\">>]",
+    );
+    add(Term::String(b"hello".to_vec()), "\"hello\"");
+    add(
+        Term::List(vec![Term::from(104), Term::from(233), Term::from(26085)]),
+        "[104, 233, 26085]",
+    );
+    add(
+        Term::String(vec![b'a'; 70_000]),
+        "lists:duplicate(70000, $a)",
+    );
+    add(
+        Term::List((0..100_000).map(Term::from).collect()),
+        "lists:seq(0, 99999)",
+    );
+    let mut deep = Term::Nil;
+    for _ in 0..200 {
+        deep = Term::List(vec![deep]);
+    }
+    add(
+        deep,
+        "lists:foldl(fun(_, A) -> [A] end, [], lists:seq(1, 200))",
+    );
+    // Tuples.
+    add(Term::Tuple(vec![]), "{}");
+    add(tuple(vec![atom("a")]), "{a}");
+    add(
+        tuple(vec![
+            Term::from(1),
+            tuple(vec![Term::from(2), tuple(vec![])]),
+        ]),
+        "{1, {2, {}}}",
+    );
+    add(
+        Term::Tuple((0..1000).map(Term::from).collect()),
+        "list_to_tuple(lists:seq(0, 999))",
+    );
+    // Maps.
+    add(Term::Map(vec![]), "#{}");
+    add(Term::Map(vec![(atom("a"), Term::from(1))]), "#{a => 1}");
+    add(
+        Term::Map(vec![
+            (
+                atom("a"),
+                Term::Map(vec![(
+                    atom("b"),
+                    Term::List(vec![Term::from(1), Term::Map(vec![])]),
+                )]),
+            ),
+            (
+                tuple(vec![Term::from(1), Term::from(2)]),
+                Term::binary(b"x".to_vec()),
+            ),
+            (Term::Float(1.5), Term::String(b"s".to_vec())),
+            (
+                Term::binary(b"k".to_vec()),
+                Term::Map(vec![(atom("c"), atom("d"))]),
+            ),
+        ]),
+        "#{a => #{b => [1, #{}]}, {1, 2} => <<\"x\">>, 1.5 => \"s\", <<\"k\">> => #{c => d}}",
+    );
+    add(
+        Term::Map(
+            (1..=100)
+                .rev()
+                .map(|i: i64| (Term::from(i), Term::from(i * i)))
+                .collect(),
+        ),
+        "maps:from_list([{I, I * I} || I <- lists:seq(1, 100)])",
+    );
+    add(
+        Term::Export(Box::new(Export {
+            module: erl_term::Atom::new("erlang").unwrap(),
+            function: erl_term::Atom::new("abs").unwrap(),
+            arity: 1,
+        })),
+        "fun erlang:abs/1",
+    );
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terms_round_trip_through_erlang() {
+    let d = daemon();
+    let mut e = erl_with_helpers(&d, "terms");
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "terms", COOKIE)).await;
+    let mut mb = node.mailbox();
+    let me = Term::Pid(mb.pid().clone());
+
+    // Literals: Erlang compares each with its own spelling, and echoes it.
+    let cases = literal_cases();
+    let mut failures = Vec::new();
+    for (t, src) in &cases {
+        let msg = tuple(vec![
+            atom("check"),
+            me.clone(),
+            t.clone(),
+            Term::binary(src.as_bytes().to_vec()),
+        ]);
+        within(LONG, "send check", mb.send_named("rt", &erl_node, msg))
+            .await
+            .unwrap();
+        let r = recv_match(&mut mb, LONG, src, |m| tagged(m, "check")).await;
+        assert_eq!(elem(&r, 1), &Term::binary(src.as_bytes().to_vec()));
+        if elem(&r, 2) != &atom("true") {
+            failures.push(format!("Erlang: received value =/= {src}: {}", elem(&r, 2)));
+        }
+        if elem(&r, 3) != t {
+            failures.push(format!("round trip of {src} came back different"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Terms made on the Erlang side: pid, port, ref, export fun, closure.
+    within(
+        LONG,
+        "give",
+        mb.send_named("rt", &erl_node, tuple(vec![atom("give"), me.clone()])),
+    )
+    .await
+    .unwrap();
+    let given = recv_match(&mut mb, LONG, "given", |m| tagged(m, "given")).await;
+    let g = given.as_tuple().unwrap().to_vec();
+    assert!(
+        matches!(g[1], Term::Pid(ref p) if p.node.as_str() == erl_node),
+        "{given}"
+    );
+    assert!(
+        matches!(g[2], Term::Port(ref p) if p.node.as_str() == erl_node),
+        "{given}"
+    );
+    assert!(
+        matches!(g[3], Term::Reference(ref r) if r.node.as_str() == erl_node),
+        "{given}"
+    );
+    assert!(matches!(g[4], Term::Export(_)), "{given}");
+    assert!(matches!(g[5], Term::Fun(_)), "{given}");
+    // The export fun made in Erlang is the one made in Rust.
+    assert_eq!(g[4], cases.last().unwrap().0);
+
+    // Identifiers of both nodes, and a term holding everything at once.
+    let rust_port = Term::Port(Port {
+        node: erl_term::Atom::new(node.name()).unwrap(),
+        id: 12345,
+        creation: node.creation(),
+    });
+    let mut others = vec![
+        me.clone(),
+        Term::Reference(node.make_ref()),
+        rust_port,
+        g[1].clone(),
+        g[2].clone(),
+        g[3].clone(),
+        g[4].clone(),
+        g[5].clone(),
+    ];
+    let mut all: Vec<Term> = cases.iter().map(|(t, _)| t.clone()).collect();
+    all.extend(others.iter().cloned());
+    others.push(Term::Tuple(all));
+    for t in others {
+        let msg = tuple(vec![atom("roundtrip"), me.clone(), t.clone()]);
+        within(LONG, "send roundtrip", mb.send_named("rt", &erl_node, msg))
+            .await
+            .unwrap();
+        let r = recv_match(&mut mb, LONG, "rt", |m| tagged(m, "rt")).await;
+        assert!(elem(&r, 1) == &t, "round trip changed {t}");
+    }
+
+    // The Erlang closure, carried by Rust, still works in Erlang; so does
+    // the Rust-made export fun.
+    for (f, arg, want) in [
+        (g[5].clone(), 21, 42),
+        (cases.last().unwrap().0.clone(), -5, 5),
+    ] {
+        let msg = tuple(vec![
+            atom("apply"),
+            me.clone(),
+            f,
+            Term::List(vec![Term::from(arg)]),
+        ]);
+        mb.send_named("rt", &erl_node, msg).await.unwrap();
+        let r = recv_match(&mut mb, LONG, "applied", |m| tagged(m, "applied")).await;
+        assert_eq!(elem(&r, 1), &Term::from(want), "{r}");
+    }
+
+    // And Erlang can message the Rust pid it got back inside a term.
+    assert_eq!(
+        eval(&mut e, "is_process_alive(whereis(rt))."),
+        "true",
+        "the Erlang helper survived"
+    );
+    node.stop();
+}
+
+// ---------------------------------------------------------------------------
+// 5. Node down, links and monitors
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn erlang_halt_is_seen_by_rust() {
+    let d = daemon();
+    let mut e = erl_with_helpers(&d, "halt");
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "halt", COOKIE)).await;
+    let mut events = node.events();
+
+    let r = within(
+        LONG,
+        "whereis",
+        node.rpc(
+            &erl_node,
+            "erlang",
+            "whereis",
+            vec![atom("responder")],
+            Duration::from_secs(LONG),
+        ),
+    )
+    .await
+    .unwrap();
+    let Term::Pid(pid) = r else {
+        panic!("whereis gave {r}")
+    };
+    let mut watcher = node.mailbox();
+    let mref = within(LONG, "monitor", watcher.monitor(&pid))
+        .await
+        .unwrap();
+    let mut linked = node.mailbox();
+    within(LONG, "link", linked.link(&pid)).await.unwrap();
+    // Both signals are on the wire before the node goes.
+    assert!(within(LONG, "ping", node.ping(&erl_node)).await);
+
+    blocking(|| e.eval_nowait("erlang:halt().")).unwrap();
+
+    let down = within(LONG, "NodeEvent::Down", async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down(peer, why)) if peer == erl_node => return why,
+                Ok(_) => {}
+                Err(err) => panic!("events: {err}"),
+            }
+        }
+    })
+    .await;
+    eprintln!("down: {down}");
+    let m = recv(&mut watcher, LONG, "DOWN").await;
+    assert_eq!(
+        m,
+        tuple(vec![
+            atom("DOWN"),
+            Term::Reference(mref),
+            atom("process"),
+            Term::Pid(pid.clone()),
+            atom("noconnection"),
+        ])
+    );
+    let m = recv(&mut linked, LONG, "EXIT").await;
+    assert_eq!(
+        m,
+        tuple(vec![atom("EXIT"), Term::Pid(pid), atom("noconnection")])
+    );
+    assert!(node.connections().is_empty());
+    assert!(blocking(|| e.wait_exit(Duration::from_secs(LONG))).is_some());
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rust_disconnect_and_stop_are_seen_by_erlang() {
+    let d = daemon();
+    let mut e = erl(&d, "nodedown", COOKIE);
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "nodedown", COOKIE)).await;
+    let name = node.name().to_owned();
+
+    // Dropping the connection.
+    assert!(within(LONG, "ping", node.ping(&erl_node)).await);
+    assert_eq!(
+        eval(&mut e, &format!("monitor_node('{name}', true).")),
+        "true"
+    );
+    node.disconnect(&erl_node);
+    assert_eq!(
+        eval(
+            &mut e,
+            "receive {nodedown, N} -> N after 15000 -> timeout end."
+        ),
+        name
+    );
+
+    // Erlang reconnects by itself, then the whole node stops.
+    assert_eq!(eval(&mut e, &format!("net_adm:ping('{name}').")), "pong");
+    assert_eq!(
+        eval(&mut e, &format!("monitor_node('{name}', true).")),
+        "true"
+    );
+    node.stop();
+    assert_eq!(
+        eval(
+            &mut e,
+            "receive {nodedown, N} -> N after 15000 -> timeout end."
+        ),
+        name
+    );
+    // It is gone from epmd too, so a new ping is pang.
+    let alive = name.split('@').next().unwrap().to_owned();
+    let gone = format!(
+        "Wait = fun W(0) -> still_there; W(K) -> \
+           case net_adm:names() of \
+             {{ok, L}} -> case lists:keymember(\"{alive}\", 1, L) of \
+                          true -> timer:sleep(100), W(K - 1); false -> gone end; \
+             Other -> Other end end, Wait(150)."
+    );
+    assert_eq!(eval(&mut e, &gone), "gone");
+    assert_eq!(eval(&mut e, &format!("net_adm:ping('{name}').")), "pang");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_and_monitors_carry_exit_reasons() {
+    let d = daemon();
+    let mut e = erl_with_helpers(&d, "links");
+    let erl_node = e.node().to_owned();
+    let node = start(config(&d, "links", COOKIE)).await;
+
+    // An Erlang process exits with a reason: the linked mailbox gets
+    // {'EXIT', Pid, Reason}, the monitoring one {'DOWN', ...}.
+    let r = within(
+        LONG,
+        "whereis",
+        node.rpc(
+            &erl_node,
+            "erlang",
+            "whereis",
+            vec![atom("victim")],
+            Duration::from_secs(LONG),
+        ),
+    )
+    .await
+    .unwrap();
+    let Term::Pid(victim) = r else {
+        panic!("whereis gave {r}")
+    };
+    let mut linked = node.mailbox();
+    let mut watcher = node.mailbox();
+    within(LONG, "link", linked.link(&victim)).await.unwrap();
+    let mref = within(LONG, "monitor", watcher.monitor(&victim))
+        .await
+        .unwrap();
+    let reason = tuple(vec![atom("shutdown"), Term::binary(b"bye".to_vec())]);
+    linked
+        .send_named(
+            "victim",
+            &erl_node,
+            tuple(vec![atom("die"), reason.clone()]),
+        )
+        .await
+        .unwrap();
+    let m = recv(&mut linked, LONG, "EXIT from victim").await;
+    assert_eq!(
+        m,
+        tuple(vec![
+            atom("EXIT"),
+            Term::Pid(victim.clone()),
+            reason.clone()
+        ])
+    );
+    let m = recv(&mut watcher, LONG, "DOWN from victim").await;
+    assert_eq!(
+        m,
+        tuple(vec![
+            atom("DOWN"),
+            Term::Reference(mref),
+            atom("process"),
+            Term::Pid(victim.clone()),
+            reason,
+        ])
+    );
+    // Linking to a dead process gives noproc.
+    let mut late = node.mailbox();
+    late.link(&victim).await.unwrap();
+    let m = recv(&mut late, LONG, "EXIT noproc").await;
+    assert_eq!(
+        m,
+        tuple(vec![atom("EXIT"), Term::Pid(victim), atom("noproc")])
+    );
+
+    // Dropping Rust mailboxes: exit signals and DOWN messages reach Erlang.
+    // The eval process traps exits; mailbox `a` links to it, Erlang links
+    // to mailbox `b` and monitors mailbox `c`.
+    let mut holder = node.register_mailbox("holder").unwrap();
+    assert_eq!(
+        eval(
+            &mut e,
+            &format!(
+                "process_flag(trap_exit, true), {{holder, '{}'}} ! {{eval, self()}}, ok.",
+                node.name()
+            )
+        ),
+        "ok"
+    );
+    let m = recv(&mut holder, LONG, "eval pid").await;
+    let Term::Pid(eval_pid) = elem(&m, 1).clone() else {
+        panic!("{m}")
+    };
+    let a = node.mailbox();
+    let b = node.mailbox();
+    let c = node.mailbox();
+    a.link(&eval_pid).await.unwrap();
+    let pids = tuple(vec![
+        atom("pids"),
+        Term::Pid(a.pid().clone()),
+        Term::Pid(b.pid().clone()),
+        Term::Pid(c.pid().clone()),
+    ]);
+    holder.send(&eval_pid, pids).await.unwrap();
+    assert_eq!(
+        eval(
+            &mut e,
+            "receive {pids, A, B, C} -> put(a, A), put(b, B), put(c, C), \
+             link(B), put(mref, erlang:monitor(process, C)), ok \
+             after 15000 -> timeout end."
+        ),
+        "ok"
+    );
+    // The link and monitor requests are processed before the drops below:
+    // a round trip through Erlang's net_kernel on the same connection.
+    assert_eq!(
+        eval(&mut e, &format!("net_adm:ping('{}').", node.name())),
+        "pong"
+    );
+    drop(a);
+    assert_eq!(
+        eval(
+            &mut e,
+            "receive {'EXIT', P, R} -> {P =:= get(a), R} after 15000 -> timeout end."
+        ),
+        "{true,normal}"
+    );
+    drop(b);
+    assert_eq!(
+        eval(
+            &mut e,
+            "receive {'EXIT', P, R} -> {P =:= get(b), R} after 15000 -> timeout end."
+        ),
+        "{true,normal}"
+    );
+    drop(c);
+    assert_eq!(
+        eval(
+            &mut e,
+            "Ref = get(mref), receive {'DOWN', Ref, process, P, R} -> {P =:= get(c), R} \
+             after 15000 -> timeout end."
+        ),
+        "{true,normal}"
+    );
+    node.stop();
+}
