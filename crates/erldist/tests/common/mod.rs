@@ -215,6 +215,8 @@ pub struct Closed {
     pub got: Vec<u8>,
     /// How long after the call the close was seen.
     pub after: Duration,
+    /// Whether it ended with a reset (an error) rather than a clean EOF.
+    pub reset: bool,
 }
 
 /// Reads until the peer closes (EOF or reset) or `limit` passes. `None`
@@ -227,10 +229,18 @@ pub async fn wait_closed(s: &mut TcpStream, limit: Duration) -> Option<Closed> {
         let left = limit.saturating_sub(t0.elapsed());
         match tokio::time::timeout(left, s.read(&mut buf)).await {
             Err(_) => return None,
-            Ok(Ok(0) | Err(_)) => {
+            Ok(Ok(0)) => {
                 return Some(Closed {
                     got,
                     after: t0.elapsed(),
+                    reset: false,
+                })
+            }
+            Ok(Err(_)) => {
+                return Some(Closed {
+                    got,
+                    after: t0.elapsed(),
+                    reset: true,
                 })
             }
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
