@@ -243,6 +243,9 @@ enum Cmd {
         /// Target node.
         node: String,
         /// Registered name on the target.
+        // Its own id: with the default id `name`, clap gives this value to
+        // the global `--name` option too, i.e. as this node's name.
+        #[arg(id = "registered_name", value_name = "NAME")]
         name: String,
         /// The message, e.g. '{hello, 42}'.
         term: String,
