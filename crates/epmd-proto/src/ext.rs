@@ -459,7 +459,7 @@ pub fn check_reply16(buf: &[u8]) -> Option<&[u8]> {
 /// Checks a `u32`-prefixed reply: `Ok(Some(body))` once complete.
 pub fn check_reply32(buf: &[u8]) -> Option<&[u8]> {
     let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?);
-    buf.get(4..4 + usize::try_from(len).ok()?)
+    buf.get(4..usize::try_from(len).ok()?.checked_add(4)?)
 }
 
 /// Decodes a PORT3 reply body (after its `u16` length):
