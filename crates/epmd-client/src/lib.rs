@@ -31,12 +31,12 @@ pub use epmd_proto::ext::{Dump3, Names3, Transport};
 #[non_exhaustive]
 pub enum ClientError {
     /// Could not connect to any address.
-    #[error("cannot connect to epmd at {addrs}: {source}")]
+    #[error("cannot connect to epmd at {addrs}: {cause}")]
     Connect {
         /// The addresses tried.
         addrs: String,
         /// The last error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// An I/O error after connecting.
     #[error("epmd I/O error: {0}")]
@@ -140,9 +140,9 @@ impl Client {
     pub async fn for_host(host: &str, port: u16) -> Result<Self> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|source| ClientError::Connect {
+            .map_err(|cause| ClientError::Connect {
                 addrs: format!("{host}:{port}"),
-                source,
+                cause,
             })?
             .collect();
         Ok(Self {
@@ -179,7 +179,7 @@ impl Client {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            source: last,
+            cause: last,
         })
     }
 

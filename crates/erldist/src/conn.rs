@@ -36,10 +36,10 @@ const WRITE_BATCH: usize = 256 << 10;
 #[non_exhaustive]
 pub enum ConnError {
     /// Socket error.
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The handshake failed.
-    #[error("handshake failed: {0}")]
+    #[error(transparent)]
     Handshake(#[from] HandshakeError),
     /// A packet could not be decoded.
     #[error("bad packet: {0}")]

@@ -101,16 +101,16 @@ pub enum NodeError {
     #[error("invalid name {0:?}")]
     BadName(String),
     /// EPMD failed or refused.
-    #[error("epmd: {0}")]
+    #[error(transparent)]
     Epmd(#[from] ClientError),
     /// The peer is not registered with its host's EPMD.
     #[error("node {0} is not registered with epmd")]
     NotRegistered(String),
     /// Socket error.
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A transport could not be set up or reached.
-    #[error("{0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// The selection policy refused the peer.
     #[error("transport selection refused {peer}: {reason}")]
@@ -121,12 +121,12 @@ pub enum NodeError {
         reason: String,
     },
     /// Connection set-up or connection failure.
-    #[error("connection to {peer} failed: {source}")]
+    #[error("connection to {peer} failed: {cause}")]
     Connect {
         /// The peer node.
         peer: String,
         /// Why.
-        source: ConnError,
+        cause: ConnError,
     },
     /// No answer in time.
     #[error("timed out")]
@@ -583,9 +583,9 @@ impl Node {
         let peer = to.node.as_str();
         let h = self.inner.conn(peer).await?;
         let packet = conn::encode_packet(&build::send(h.flags, from, to), Some(&msg));
-        h.send(packet).await.map_err(|source| NodeError::Connect {
+        h.send(packet).await.map_err(|cause| NodeError::Connect {
             peer: peer.to_owned(),
-            source,
+            cause,
         })
     }
 
@@ -607,9 +607,9 @@ impl Node {
         }
         let h = self.inner.conn(node).await?;
         let packet = conn::encode_packet(&build::reg_send(from, &a), Some(&msg));
-        h.send(packet).await.map_err(|source| NodeError::Connect {
+        h.send(packet).await.map_err(|cause| NodeError::Connect {
             peer: node.to_owned(),
-            source,
+            cause,
         })
     }
 
@@ -644,9 +644,9 @@ impl Node {
         }
         let h = self.inner.conn(node).await?;
         let packet = conn::encode_packet(&build::monitor(from, target, &r), None);
-        h.send(packet).await.map_err(|source| NodeError::Connect {
+        h.send(packet).await.map_err(|cause| NodeError::Connect {
             peer: node.to_owned(),
-            source,
+            cause,
         })?;
         Ok(r)
     }
@@ -695,9 +695,9 @@ impl Node {
         let h = self.inner.conn(to.node.as_str()).await?;
         h.send(conn::encode_packet(&build::link(from, to), None))
             .await
-            .map_err(|source| NodeError::Connect {
+            .map_err(|cause| NodeError::Connect {
                 peer: to.node.to_string(),
-                source,
+                cause,
             })
     }
 
@@ -788,7 +788,8 @@ impl Node {
 
     /// Starts the built-in services: `net_kernel`, which answers `is_auth`
     /// (ping), and `erldist`, which answers `connections` with
-    /// `[{Peer, Transport}]`.
+    /// `[{Peer, Transport}]` and `{connect, Peer}` with `ok` or
+    /// `{error, Reason}` after connecting this node to `Peer`.
     fn spawn_services(&self) -> Result<(), NodeError> {
         for service in ["net_kernel", "erldist"] {
             let mut mb = self.register_mailbox(service)?;
@@ -803,6 +804,28 @@ impl Node {
                     let (Some(Term::Pid(to)), Some(tag)) = (from.first(), from.get(1)) else {
                         continue;
                     };
+                    if let (Term::Tuple(req), "erldist") = (&e[2], service) {
+                        if let [op, Term::Atom(peer)] = req.as_slice() {
+                            if *op == Term::atom("connect") {
+                                // Connecting can take the whole set-up time:
+                                // answer from a task, keep serving.
+                                let (node, peer, to, tag) =
+                                    (node.clone(), peer.clone(), to.clone(), tag.clone());
+                                tokio::spawn(async move {
+                                    let reply = match node.connect(peer.as_str()).await {
+                                        Ok(()) => Term::atom("ok"),
+                                        Err(e) => Term::Tuple(vec![
+                                            Term::atom("error"),
+                                            Term::Binary(e.to_string().into_bytes()),
+                                        ]),
+                                    };
+                                    let mb = node.mailbox();
+                                    let _ = mb.send(&to, Term::Tuple(vec![tag, reply])).await;
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     let reply = match (service, &e[2]) {
                         ("net_kernel", Term::Tuple(r))
                             if r.first() == Some(&Term::atom("is_auth")) =>
@@ -1117,7 +1140,7 @@ impl Inner {
             match tokio::time::timeout_at(deadline, self.connect_out(peer)).await {
                 Ok(Ok(h)) => return Ok(h),
                 Ok(Err(NodeError::Connect {
-                    source: ConnError::Handshake(HandshakeError::Nok),
+                    cause: ConnError::Handshake(HandshakeError::Nok),
                     ..
                 })) => {
                     // Simultaneous connect, and the peer's attempt won: it
@@ -1249,10 +1272,10 @@ impl Inner {
                 Ok(mut stream) => {
                     let c = Connector::new(self.handshake_config(proto), peer, Instant::now())
                         .map_err(|e| NodeError::BadName(e.to_string()))?;
-                    let est = conn::connect(&mut stream, c).await.map_err(|source| {
+                    let est = conn::connect(&mut stream, c).await.map_err(|cause| {
                         NodeError::Connect {
                             peer: peer.to_owned(),
-                            source,
+                            cause,
                         }
                     })?;
                     return Ok(self.install(stream, est, proto.name()));

@@ -31,6 +31,8 @@ use tracing::info;
 ///   erldist serve --name s@localhost --cookie c --listen inet_tcp --listen inet_tls --listen uds \
 ///       --tls-cert certs/s.pem --tls-key certs/s-key.pem --tls-ca certs/ca.pem --policy rules
 ///
+///   erldist connect s@localhost k@localhost --cookie c   # make s dial k
+///
 ///   erldist connections s@localhost --cookie c      # which transport each peer uses
 ///
 ///   erldist gen-certs --dir certs --node s --node k --host localhost --host 127.0.0.1
@@ -272,6 +274,14 @@ enum Cmd {
         /// The node to ask.
         node: String,
     },
+    /// Ask a running erldist node to connect to another node (through its
+    /// selection policy), e.g. to see which transport it picks.
+    Connect {
+        /// The running node to ask.
+        node: String,
+        /// The node it should connect to.
+        peer: String,
+    },
     /// Write a development CA and node certificates, to try TLS quickly.
     GenCerts {
         /// Output directory.
@@ -456,6 +466,26 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(0)
+        }
+        Cmd::Connect { node: target, peer } => {
+            let node = client_node(&cli).await?;
+            let peer_atom =
+                erl_term::Atom::new(peer).map_err(|_| anyhow::anyhow!("bad node name {peer:?}"))?;
+            let reply = node
+                .call(
+                    target,
+                    "erldist",
+                    |_| Term::Tuple(vec![Term::atom("connect"), Term::Atom(peer_atom)]),
+                    timeout,
+                )
+                .await?;
+            if reply == Term::atom("ok") {
+                println!("ok");
+                Ok(0)
+            } else {
+                println!("{reply}");
+                Ok(1)
+            }
         }
         Cmd::GenCerts { dir, nodes, hosts } => {
             let hosts = if hosts.is_empty() {

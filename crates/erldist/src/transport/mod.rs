@@ -155,12 +155,12 @@ impl std::str::FromStr for ListenSpec {
 #[non_exhaustive]
 pub enum TransportError {
     /// Socket error.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
         /// The error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// TLS configuration (files, keys) is unusable.
     #[error("TLS configuration: {0}")]
@@ -185,10 +185,10 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, cause: io::Error) -> Self {
         Self::Io {
             what: what.into(),
-            source,
+            cause,
         }
     }
 
