@@ -42,7 +42,7 @@ async fn wrong_cookie_both_directions() {
         matches!(
             err,
             NodeError::Connect {
-                source: ConnError::Handshake(_),
+                cause: ConnError::Handshake(_),
                 ..
             }
         ),

@@ -970,7 +970,20 @@ async fn exit_signals_unlink_and_name_monitors() {
     node.stop();
 }
 
+/// Erlang and Rust ping each other at the same moment, eight times: both
+/// pings must succeed and one connection must remain.
+///
+/// Ignored until erldist is fixed (reported); fails about one run in ten
+/// under load (or with `RUST_LOG=erldist=debug`): when the acceptor has
+/// answered `ok` to Erlang's attempt (peer check `Free`) and a local call
+/// then dials Erlang, the incoming connection is installed over the
+/// `Connecting` slot; Erlang resolves the simultaneous connect by killing
+/// its own attempt, that connection drops, and the mailbox of the in-flight
+/// `ping` gets `{'DOWN', _, _, _, noconnection}` for a monitor that was
+/// registered before any connection existed, so `ping` returns false while
+/// the outgoing connection comes up fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "erldist bug: an incoming handshake in progress is not a pending connection"]
 async fn simultaneous_connects_settle_on_one_connection() {
     let d = daemon();
     let mut e = erl(&d, "simul", COOKIE);
@@ -1118,6 +1131,192 @@ async fn erlang_monitor_by_name_of_a_rust_mailbox() {
             tuple(vec![atom("nosuch"), atom(&erl_node)]),
             atom("noproc"),
         ])
+    );
+    node.stop();
+}
+
+/// Answers `net_kernel` `is_auth` calls arriving on an established raw
+/// connection, as a real node would, until the socket closes.
+async fn answer_is_auth(mut s: tokio::net::TcpStream, mut buf: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let body: Vec<u8> = buf[4..4 + len].to_vec();
+            buf.drain(..4 + len);
+            if body.first() != Some(&112) {
+                continue;
+            }
+            let Ok((ctrl, used)) = erl_term::decode_used(&body[1..]) else {
+                continue;
+            };
+            let payload = erl_term::decode(&body[1 + used..]).ok();
+            let is_reg_send_to_kernel = ctrl.as_tuple().is_some_and(|c| {
+                c.first() == Some(&Term::from(6)) && c.get(3) == Some(&atom("net_kernel"))
+            });
+            let Some(call) = payload.filter(|_| is_reg_send_to_kernel) else {
+                continue;
+            };
+            let from = elem(&call, 1);
+            let (Term::Pid(to), tag) = (elem(from, 0).clone(), elem(from, 1).clone()) else {
+                continue;
+            };
+            let ctrl = tuple(vec![Term::from(2), atom(""), Term::Pid(to)]);
+            let msg = tuple(vec![tag, atom("yes")]);
+            let mut pkt = vec![112, 131];
+            erl_term::encode_to(&ctrl, &mut pkt);
+            pkt.push(131);
+            erl_term::encode_to(&msg, &mut pkt);
+            let mut framed = (pkt.len() as u32).to_be_bytes().to_vec();
+            framed.extend(pkt);
+            if s.write_all(&framed).await.is_err() {
+                return;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Deterministic form of the simultaneous-connect race: while a peer's
+/// incoming handshake is under way (the acceptor has answered `ok` and sent
+/// its challenge), a local `ping` of that peer must wait for that
+/// connection, as OTP's `net_kernel` does for a pending connection, and not
+/// dial the peer a second time. (A second dial makes a real OTP peer see a
+/// simultaneous connect and kill its own attempt, i.e. the connection this
+/// node is about to install; see `simultaneous_connects_settle_on_one_connection`.)
+///
+/// The peer is played by hand: a `dist_proto::Connector` that pauses before
+/// its challenge_reply, and a listener registered in epmd under its name
+/// that reports whether the node dials it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "erldist bug: an incoming handshake in progress is not a pending connection"]
+async fn incoming_handshake_in_progress_is_a_pending_connection() {
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let d = daemon();
+    let node = start(config(&d, "pending", COOKIE)).await;
+    let alive = format!("fake_{}", d.port);
+    let fake = format!("{alive}@localhost");
+    let decoy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let req = epmd_proto::legacy::Alive2Req {
+        port: decoy.local_addr().unwrap().port(),
+        node_type: 77,
+        protocol: 0,
+        high: 6,
+        low: 6,
+        name: alive.as_bytes(),
+        extra: b"",
+    };
+    let _reg = epmd_client::Client::local(d.port)
+        .register(&req)
+        .await
+        .expect("register the fake peer");
+
+    // The fake peer dials the node and stops before its challenge_reply.
+    let mut s1 = tokio::net::TcpStream::connect(listen_addr(&node))
+        .await
+        .unwrap();
+    let mut c1 =
+        dist_proto::Connector::new(probe_config(&fake, COOKIE), node.name(), Instant::now())
+            .unwrap();
+    let send_name = c1.poll_transmit().unwrap();
+    s1.write_all(&send_name).await.unwrap();
+    let reply = within(10, "status and challenge", async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s1.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the node closed the fake peer's connection");
+            c1.handle_input(&buf[..n], Instant::now());
+            if let Some(r) = c1.poll_transmit() {
+                return r;
+            }
+            if let Some(ev) = c1.poll_event() {
+                panic!("handshake ended early: {ev:?}");
+            }
+        }
+    })
+    .await;
+
+    // Now the node pings the fake peer.
+    let pinger = {
+        let node = node.clone();
+        let fake = fake.clone();
+        tokio::spawn(async move { node.ping(&fake).await })
+    };
+    let dialled = tokio::time::timeout(Duration::from_millis(1500), decoy.accept()).await;
+    assert!(
+        dialled.is_err(),
+        "the node dialled {fake} while {fake}'s own connection was being accepted"
+    );
+
+    // The pending connection completes and carries the ping.
+    s1.write_all(&reply).await.unwrap();
+    let est = within(10, "challenge_ack", drive_connector(&mut s1, c1))
+        .await
+        .expect("handshake");
+    tokio::spawn(answer_is_auth(s1, est.leftover));
+    let ok = within(LONG, "ping over the pending connection", pinger)
+        .await
+        .unwrap();
+    assert!(ok, "ping of {fake} failed");
+    node.stop();
+}
+
+/// Once a peer's incoming connection is up, calls to that peer use it: the
+/// node does not dial again (the peer is played by hand, as above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_reuse_an_accepted_connection() {
+    let d = daemon();
+    let node = start(config(&d, "reuse", COOKIE)).await;
+    let alive = format!("fake_{}", d.port);
+    let fake = format!("{alive}@localhost");
+    let decoy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let req = epmd_proto::legacy::Alive2Req {
+        port: decoy.local_addr().unwrap().port(),
+        node_type: 77,
+        protocol: 0,
+        high: 6,
+        low: 6,
+        name: alive.as_bytes(),
+        extra: b"",
+    };
+    let _reg = epmd_client::Client::local(d.port)
+        .register(&req)
+        .await
+        .expect("register the fake peer");
+    let mut events = node.events();
+    let mut s = tokio::net::TcpStream::connect(listen_addr(&node))
+        .await
+        .unwrap();
+    let c = dist_proto::Connector::new(
+        probe_config(&fake, COOKIE),
+        node.name(),
+        std::time::Instant::now(),
+    )
+    .unwrap();
+    let est = within(10, "handshake", drive_connector(&mut s, c))
+        .await
+        .expect("handshake");
+    assert_eq!(
+        within(LONG, "Up", events.recv()).await.unwrap(),
+        NodeEvent::Up(fake.clone())
+    );
+    tokio::spawn(answer_is_auth(s, est.leftover));
+    let ok = within(LONG, "ping", node.ping(&fake)).await;
+    assert!(ok, "ping over the accepted connection failed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), decoy.accept())
+            .await
+            .is_err(),
+        "the node dialled a peer it was already connected to"
     );
     node.stop();
 }

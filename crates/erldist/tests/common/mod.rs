@@ -38,8 +38,19 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Logs to stderr (captured per test) when `RUST_LOG` is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A fresh epmdx on a private port.
 pub fn daemon() -> Daemon {
+    init_logging();
     blocking(|| Daemon::start(Subject::Epmdx, &[])).expect("start epmdx on a private port")
 }
 
