@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Compiles the Erlang adapter (erlang/src/*.erl) with erlc.
 #
-#   erlang/build.sh [OUTDIR]     (default: target/erlang/ebin)
+#   erlang/build.sh [OUTDIR [SRCDIR]]
+#
+# OUTDIR defaults to target/erlang/ebin, SRCDIR to erlang/src (the tests
+# also compile their helper modules with it).
 #
 # Only modules whose source is newer than their .beam are recompiled; each
 # .beam is written to a temporary directory and renamed into place, under a
@@ -9,15 +12,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../target/erlang/ebin}
+src=${2:-$here/src}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 exec 9>"$out/.build.lock"
 flock 9
 stale=()
-for src in "$here"/src/*.erl; do
-  beam="$out/$(basename "${src%.erl}").beam"
-  if [ ! -e "$beam" ] || [ "$src" -nt "$beam" ]; then
-    stale+=("$src")
+for f in "$src"/*.erl; do
+  beam="$out/$(basename "${f%.erl}").beam"
+  if [ ! -e "$beam" ] || [ "$f" -nt "$beam" ]; then
+    stale+=("$f")
   fi
 done
 if [ ${#stale[@]} -gt 0 ]; then

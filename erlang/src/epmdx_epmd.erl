@@ -302,9 +302,14 @@ first_registration(Name, {Proto, _, _} = T, St) ->
                     {reply, {error, {epmdx_register_failed, Reason}}, St}
             end;
         {error, Reason} ->
-            error_msg("cannot reach epmdx on port ~w (127.0.0.1 and ::1): ~p; "
-                      "distribution cannot start (is epmdx running? "
-                      "is ERL_EPMD_PORT right?)", [epmd_port(), Reason]),
+            %% Usually fatal at boot, before logger handlers run: say it
+            %% on the console too, as net_kernel does.
+            Msg = io_lib:format("epmdx_epmd: cannot register ~ts (~s): no epmdx daemon "
+                                "answers on 127.0.0.1 or ::1 port ~w (~p); start epmdx, "
+                                "or set ERL_EPMD_PORT to its port~n",
+                                [Name, Proto, epmd_port(), Reason]),
+            erlang:display_string(lists:flatten(Msg)),
+            logger:error("~ts", [Msg]),
             {reply, {error, {epmdx_unreachable, epmd_port(), Reason}}, St}
     end.
 
@@ -335,27 +340,48 @@ add_transport(T = {Proto, _, _}, #st{sock = S, name = Name} = St) ->
             {reply, {error, {epmdx_connection_lost, Closed}}, St1}
     end.
 
-%% Against a stock daemon: ALIVE2 for the first IP transport, the others are
-%% kept (they listen) but not advertised.
-legacy_registration(T = {Proto, Port, _}, #st{legacy = undefined, name = Name} = St)
-  when Proto =/= uds ->
-    case alive2(Name, Port) of
-        {ok, S, Creation} ->
-            warning_msg("registered ~ts with ALIVE2 (legacy): ~s on port ~w is the only "
-                        "transport other nodes can look up", [Name, Proto, Port]),
-            Cr = case St#st.creation of
-                     -1 -> Creation;
-                     C -> C
-                 end,
-            {reply, {ok, Cr}, St#st{sock = S, legacy = Proto, creation = Cr,
-                                    transports = St#st.transports ++ [T]}};
-        {error, _} = E ->
-            {reply, E, St}
+%% Against a stock daemon: ALIVE2 for one transport, the legacy default of
+%% docs/protocol.md: the first plain-TCP transport in `-proto_dist', else
+%% the first IP one. The others listen but are not advertised.
+legacy_registration(T = {Proto, Port, _}, #st{legacy = undefined, name = Name} = St) ->
+    case Proto =:= legacy_choice() of
+        true ->
+            case alive2(Name, Port) of
+                {ok, S, Creation} ->
+                    warning_msg("registered ~ts with ALIVE2 (legacy): ~s on port ~w is the "
+                                "only transport other nodes can look up",
+                                [Name, Proto, Port]),
+                    Cr = case St#st.creation of
+                             -1 -> Creation;
+                             C -> C
+                         end,
+                    {reply, {ok, Cr}, St#st{sock = S, legacy = Proto, creation = Cr,
+                                            transports = St#st.transports ++ [T]}};
+                {error, _} = E ->
+                    {reply, E, St}
+            end;
+        false ->
+            not_advertised(T, St)
     end;
-legacy_registration(T = {Proto, _, _}, #st{name = Name} = St) ->
+legacy_registration(T, St) ->
+    not_advertised(T, St).
+
+not_advertised(T = {Proto, _, _}, #st{name = Name} = St) ->
     warning_msg("the EPMD on port ~w does not speak the epmdx extension: transport ~s "
                 "of ~ts listens but is not advertised", [epmd_port(), Proto, Name]),
+    %% -1: net_kernel picks a random creation if this is the first listener.
     {reply, {ok, St#st.creation}, St#st{transports = St#st.transports ++ [T]}}.
+
+legacy_choice() ->
+    Local = local_transports(),
+    case [P || P <- Local, P =:= inet_tcp orelse P =:= inet6_tcp] of
+        [P | _] -> P;
+        [] ->
+            case [P || P <- Local, P =/= uds] of
+                [P | _] -> P;
+                [] -> inet_tcp
+            end
+    end.
 
 alive2(Name, Port) ->
     case open_local() of
