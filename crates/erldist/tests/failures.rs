@@ -90,6 +90,7 @@ async fn name_mismatch_is_detected() {
     assert!(r.is_ok(), "{r:?}");
     assert_serves(&d, &node, "named_c", COOKIE).await;
     node.stop();
+    assert_no_task_panics();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,6 +122,7 @@ async fn missing_mandatory_flags_are_refused() {
     }
     assert_serves(&d, &node, "flags_c", COOKIE).await;
     node.stop();
+    assert_no_task_panics();
 }
 
 /// Deterministic junk.
@@ -202,6 +204,7 @@ async fn garbage_during_the_handshake_closes_promptly() {
 
     assert_serves(&d, &node, "garbage_c", COOKIE).await;
     node.stop();
+    assert_no_task_panics();
 }
 
 // ---------------------------------------------------------------------------
@@ -254,6 +257,7 @@ async fn pending_handshakes_are_bounded() {
     // And a legitimate peer gets in again.
     assert_serves(&d, &node, "pending_c", COOKIE).await;
     node.stop();
+    assert_no_task_panics();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -311,6 +315,7 @@ async fn failed_handshakes_per_address_are_bounded() {
     assert!(!within(LONG, "ping while blocked", c.ping(node.name())).await);
     c.stop();
     node.stop();
+    assert_no_task_panics();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -335,4 +340,5 @@ async fn oversize_handshake_frame_is_refused() {
     }
     assert_serves(&d, &node, "oversize_c", COOKIE).await;
     node.stop();
+    assert_no_task_panics();
 }

@@ -213,6 +213,7 @@ async fn messages_both_ways() {
 
     echo.abort();
     node.stop();
+    assert_no_task_panics();
 }
 
 // ---------------------------------------------------------------------------
@@ -312,6 +313,7 @@ async fn rpc_calls() {
     .await;
     assert!(r.is_err(), "{r:?}");
     node.stop();
+    assert_no_task_panics();
 }
 
 // ---------------------------------------------------------------------------
@@ -585,6 +587,7 @@ async fn terms_round_trip_through_erlang() {
         "the Erlang helper survived"
     );
     node.stop();
+    assert_no_task_panics();
 }
 
 // ---------------------------------------------------------------------------
@@ -656,6 +659,7 @@ async fn erlang_halt_is_seen_by_rust() {
     assert!(node.connections().is_empty());
     assert!(blocking(|| e.wait_exit(Duration::from_secs(LONG))).is_some());
     node.stop();
+    assert_no_task_panics();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -847,6 +851,7 @@ async fn links_and_monitors_carry_exit_reasons() {
         "{true,normal}"
     );
     node.stop();
+    assert_no_task_panics();
 }
 
 // ---------------------------------------------------------------------------
@@ -968,6 +973,7 @@ async fn exit_signals_unlink_and_name_monitors() {
     assert_eq!(elem(&down, 1), &Term::Reference(r), "{down}");
     assert_eq!(elem(&down, 4), &atom("noproc"), "{down}");
     node.stop();
+    assert_no_task_panics();
 }
 
 /// Erlang and Rust ping each other at the same moment, eight times: both
@@ -1067,6 +1073,7 @@ async fn ticks_keep_idle_connections_and_detect_a_frozen_peer() {
     assert!(why.contains("tick"), "reason: {why}");
     assert!(node.connections().is_empty());
     node.stop();
+    assert_no_task_panics();
 }
 
 /// Monitors by name, both ways: the DOWN message names `{Name, Node}`, as
@@ -1133,6 +1140,7 @@ async fn erlang_monitor_by_name_of_a_rust_mailbox() {
         ])
     );
     node.stop();
+    assert_no_task_panics();
 }
 
 /// Answers `net_kernel` `is_auth` calls arriving on an established raw
@@ -1268,6 +1276,7 @@ async fn incoming_handshake_in_progress_is_a_pending_connection() {
         .unwrap();
     assert!(ok, "ping of {fake} failed");
     node.stop();
+    assert_no_task_panics();
 }
 
 /// Once a peer's incoming connection is up, calls to that peer use it: the
@@ -1319,4 +1328,5 @@ async fn calls_reuse_an_accepted_connection() {
         "the node dialled a peer it was already connected to"
     );
     node.stop();
+    assert_no_task_panics();
 }

@@ -48,9 +48,34 @@ pub fn init_logging() {
     }
 }
 
+static TASK_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts panics on tokio worker threads: a panic in a node's task (an
+/// accept or connection task) is swallowed by tokio, so the tests look for
+/// it here. Test bodies run on their own threads and are not counted.
+pub fn watch_task_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("tokio-runtime-worker") {
+                TASK_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            prev(info);
+        }));
+    });
+}
+
+/// Fails if any node task has panicked in this test binary so far.
+pub fn assert_no_task_panics() {
+    let n = TASK_PANICS.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(n, 0, "{n} panic(s) in node tasks (see the output above)");
+}
+
 /// A fresh epmdx on a private port.
 pub fn daemon() -> Daemon {
     init_logging();
+    watch_task_panics();
     blocking(|| Daemon::start(Subject::Epmdx, &[])).expect("start epmdx on a private port")
 }
 
@@ -265,4 +290,5 @@ pub async fn assert_serves(d: &Daemon, node: &Node, tag: &str, cookie: &str) {
     let ok = within(LONG, "ping after abuse", c.ping(node.name())).await;
     assert!(ok, "{} no longer answers pings", node.name());
     c.stop();
+    assert_no_task_panics();
 }
