@@ -58,7 +58,10 @@ pub fn watch_task_panics() {
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some("tokio-runtime-worker") {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-"))
+            {
                 TASK_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             prev(info);
