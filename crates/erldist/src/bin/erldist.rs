@@ -176,12 +176,19 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         _ => bail!("--tls-cert, --tls-key and --tls-ca go together"),
     };
     cfg.tls = tls;
+    // Any rule-policy flag selects the rule policy (and contradicts `first`).
+    let rule_flags = !o.rule.is_empty()
+        || !o.same_host.is_empty()
+        || !o.same_subnet.is_empty()
+        || !o.other.is_empty();
     let rules_wanted = o.policy.as_deref() == Some("rules")
         || (o.policy.is_none() && file.policy.is_some())
-        || !o.rule.is_empty();
+        || rule_flags;
     let policy: Arc<dyn SelectionPolicy> = match o.policy.as_deref() {
-        Some("first") if o.rule.is_empty() => Arc::new(FirstOffered),
-        Some("first") => bail!("--rule needs --policy rules"),
+        Some("first") if !rule_flags => Arc::new(FirstOffered),
+        Some("first") => {
+            bail!("--rule, --same-host, --same-subnet and --other need --policy rules")
+        }
         None | Some("rules") if rules_wanted => {
             let mut rc = file.policy.unwrap_or_default();
             if !o.same_host.is_empty() {
@@ -352,6 +359,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 cfg.epmd_port = p;
             }
             let node = Node::start(cfg).await?;
+            // Ready for `echo` and signals before saying so: a SIGTERM right
+            // after the line below must still be a clean exit.
+            let mut echo = node.register_mailbox("echo")?;
+            let mut events = node.events();
+            let mut int =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             let ts: Vec<String> = node
                 .transports()
                 .iter()
@@ -368,10 +383,6 @@ async fn run(cli: Cli) -> Result<i32> {
                     ", registered with ALIVE2"
                 }
             );
-            let mut echo = node.register_mailbox("echo")?;
-            let mut events = node.events();
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             loop {
                 tokio::select! {
                     m = echo.recv() => {
@@ -388,7 +399,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     ev = events.recv() => {
                         if let Ok(ev) = ev { info!("{ev:?}"); }
                     }
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = int.recv() => break,
                     _ = term.recv() => break,
                 }
             }
