@@ -123,13 +123,19 @@ choose(Node) ->
     case D of
         {ok, _} -> ok;
         {refused, Why} ->
-            logger:warning("epmdx_select: not connecting to ~ts: ~tp", [Node, Why]);
+            logger:warning("epmdx_select: not connecting to ~ts: ~ts", [Node, reason(Why)]);
         {error, not_registered} ->
             logger:info("epmdx_select: ~ts is not registered", [Node]);
         {error, Why} ->
             logger:warning("epmdx_select: cannot connect to ~ts: ~tp", [Node, Why])
     end,
     D.
+
+reason(Why) ->
+    case io_lib:printable_unicode_list(Why) of
+        true -> Why;
+        false -> io_lib:format("~tp", [Why])
+    end.
 
 decide(Node) ->
     {ok, Name, Host} = split(Node),
@@ -208,7 +214,8 @@ pick(Local, Node, Addrs, Offers) ->
                        end,
             try M:F(Local, PeerNode, PeerIp, Offers) of
                 false ->
-                    {refused, {selector, M, F}};
+                    {refused, lists:flatten(io_lib:format("selector ~p:~p returned false",
+                                                          [M, F]))};
                 {ok, O} when is_map(O) ->
                     case lists:member(O, Offers) of
                         true -> {ok, O};
