@@ -161,7 +161,10 @@ pub struct ConnInfo {
 
 #[derive(Debug)]
 enum Slot {
+    /// This node is dialling the peer.
     Connecting,
+    /// The peer is dialling this node; its handshake is in progress.
+    Accepting,
     Up(ConnHandle),
 }
 
@@ -169,8 +172,9 @@ enum Slot {
 struct Proc {
     tx: Option<mpsc::UnboundedSender<Term>>,
     links: HashSet<Pid>,
-    /// Remote (or local) processes monitoring this one.
-    monitored_by: Vec<(Pid, Reference)>,
+    /// Processes monitoring this one, with the target as they named it (a
+    /// pid, or a registered name, which the DOWN message reports back).
+    monitored_by: Vec<(Pid, Reference, Term)>,
     /// Monitors this process holds: reference -> (node, target).
     monitors: HashMap<Reference, (String, Term)>,
     name: Option<Atom>,
@@ -406,7 +410,7 @@ impl Node {
                     transport: h.transport,
                     flags: h.flags,
                 }),
-                Slot::Connecting => None,
+                Slot::Connecting | Slot::Accepting => None,
             })
             .collect();
         v.sort_by(|a, b| a.peer.cmp(&b.peer));
@@ -620,11 +624,11 @@ impl Node {
         node: &str,
     ) -> Result<Reference, NodeError> {
         let r = self.make_ref();
-        self.inner.with_proc(from, |p| {
-            p.monitors
-                .insert(r.clone(), (node.to_owned(), target.clone()));
-        });
         if node == self.name() {
+            self.inner.with_proc(from, |p| {
+                p.monitors
+                    .insert(r.clone(), (node.to_owned(), target.clone()));
+            });
             let local = match &target {
                 Term::Pid(p) => Some(p.clone()),
                 Term::Atom(a) => self.inner.whereis(a),
@@ -633,16 +637,25 @@ impl Node {
             let exists = local
                 .as_ref()
                 .map(|p| {
-                    self.inner
-                        .with_proc(p, |pr| pr.monitored_by.push((from.clone(), r.clone())))
+                    self.inner.with_proc(p, |pr| {
+                        pr.monitored_by
+                            .push((from.clone(), r.clone(), target.clone()))
+                    })
                 })
                 .unwrap_or(false);
             if !exists {
-                self.inner.fire_down(from, &r, target, Term::atom("noproc"));
+                let t = down_target(target, node);
+                self.inner.fire_down(from, &r, t, Term::atom("noproc"));
             }
             return Ok(r);
         }
+        // Connect first: a monitor recorded before the connection exists
+        // would be fired by the failure of a connection it never used.
         let h = self.inner.conn(node).await?;
+        self.inner.with_proc(from, |p| {
+            p.monitors
+                .insert(r.clone(), (node.to_owned(), target.clone()));
+        });
         let packet = conn::encode_packet(&build::monitor(from, target, &r), None);
         h.send(packet).await.map_err(|cause| NodeError::Connect {
             peer: node.to_owned(),
@@ -665,7 +678,7 @@ impl Node {
                 _ => None,
             } {
                 self.inner
-                    .with_proc(&t, |p| p.monitored_by.retain(|(_, x)| x != r));
+                    .with_proc(&t, |p| p.monitored_by.retain(|(_, x, _)| x != r));
             }
             return;
         }
@@ -746,18 +759,14 @@ impl Node {
                 h.try_send(conn::encode_packet(&c, pl.as_ref()));
             }
         }
-        for (watcher, r) in &p.monitored_by {
+        for (watcher, r, named) in &p.monitored_by {
             if watcher.node == self.inner.name {
-                self.inner
-                    .fire_down(watcher, r, Term::Pid(pid.clone()), reason.clone());
+                let t = down_target(named.clone(), self.name());
+                self.inner.fire_down(watcher, r, t, reason.clone());
             } else if let Some(h) = self.inner.up(watcher.node.as_str()) {
-                let (c, pl) = build::monitor_exit(
-                    h.flags,
-                    Term::Pid(pid.clone()),
-                    watcher,
-                    r,
-                    reason.clone(),
-                );
+                // The peer turns a name into {Name, ThisNode} itself.
+                let (c, pl) =
+                    build::monitor_exit(h.flags, named.clone(), watcher, r, reason.clone());
                 h.try_send(conn::encode_packet(&c, pl.as_ref()));
             }
         }
@@ -876,6 +885,15 @@ async fn answer_io_request(mb: &Mailbox, e: &[Term]) {
             Term::Tuple(vec![Term::atom("io_reply"), reply_as, reply]),
         )
         .await;
+}
+
+/// What a DOWN message names: the pid, or `{Name, Node}` for a monitor by
+/// registered name, as Erlang reports it.
+fn down_target(target: Term, node: &str) -> Term {
+    match (target, Atom::new(node)) {
+        (Term::Atom(a), Ok(n)) => Term::Tuple(vec![Term::Atom(a), Term::Atom(n)]),
+        (t, _) => t,
+    }
 }
 
 /// The key of a local pid in the process table.
@@ -1124,7 +1142,8 @@ impl Inner {
                 let mut conns = lock(&self.conns);
                 match conns.get(peer) {
                     Some(Slot::Up(h)) => return Ok(h.clone()),
-                    Some(Slot::Connecting) => false,
+                    // Someone is already setting this connection up; wait.
+                    Some(Slot::Connecting | Slot::Accepting) => false,
                     None => {
                         conns.insert(peer.to_owned(), Slot::Connecting);
                         true
@@ -1272,12 +1291,25 @@ impl Inner {
                 Ok(mut stream) => {
                     let c = Connector::new(self.handshake_config(proto), peer, Instant::now())
                         .map_err(|e| NodeError::BadName(e.to_string()))?;
-                    let est = conn::connect(&mut stream, c).await.map_err(|cause| {
-                        NodeError::Connect {
-                            peer: peer.to_owned(),
-                            cause,
+                    let est = match conn::connect(&mut stream, c).await {
+                        Ok(est) => est,
+                        // With TLS 1.3 the server checks our certificate
+                        // after the client side of the TLS handshake is
+                        // done: its refusal arrives as an I/O error here.
+                        Err(ConnError::Io(e)) if proto.is_tls() => {
+                            return Err(TransportError::TlsHandshake {
+                                peer: host.to_owned(),
+                                reason: e.to_string(),
+                            }
+                            .into())
                         }
-                    })?;
+                        Err(cause) => {
+                            return Err(NodeError::Connect {
+                                peer: peer.to_owned(),
+                                cause,
+                            })
+                        }
+                    };
                     return Ok(self.install(stream, est, proto.name()));
                 }
                 Err(e) if e.allows_failover() && self.cfg.failover && n + 1 < order.len() => {
@@ -1319,13 +1351,31 @@ impl Inner {
         h
     }
 
-    /// What the acceptor tells the handshake about an incoming peer.
+    /// What the acceptor tells the handshake about an incoming peer. A
+    /// free slot is reserved, so a local send waits for this connection
+    /// instead of dialling a second one.
     fn peer_check(&self, peer: &str) -> PeerCheck {
-        match lock(&self.conns).get(peer) {
-            None => PeerCheck::Free,
+        let mut conns = lock(&self.conns);
+        match conns.get(peer) {
+            None => {
+                conns.insert(peer.to_owned(), Slot::Accepting);
+                PeerCheck::Free
+            }
             Some(Slot::Connecting) => PeerCheck::PendingConnect,
+            // A second incoming attempt while the first is in progress.
+            Some(Slot::Accepting) => PeerCheck::Refuse,
             Some(Slot::Up(_)) => PeerCheck::Connected,
         }
+    }
+
+    /// Drops the reservation `peer_check` made, if the handshake failed.
+    fn clear_accepting(&self, peer: &str) {
+        let mut conns = lock(&self.conns);
+        if matches!(conns.get(peer), Some(Slot::Accepting)) {
+            conns.remove(peer);
+        }
+        drop(conns);
+        self.conn_changed.notify_waiters();
     }
 
     fn send_packet(&self, h: &ConnHandle, ctrl: &Term, payload: Option<&Term>) {
@@ -1360,6 +1410,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semapho
         tokio::spawn(async move {
             let _permit = permit;
             let who = peer.map_or_else(|| "local socket".to_owned(), |p| p.to_string());
+            let reserved: Mutex<Option<String>> = Mutex::new(None);
             let setup = async {
                 let mut stream = if proto.is_tls() {
                     let tls = inner.tls.as_ref().ok_or(ConnError::Closed)?;
@@ -1374,11 +1425,23 @@ async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semapho
                 };
                 let a = Acceptor::new(inner.handshake_config(proto), Instant::now())
                     .map_err(|e| ConnError::Decode(e.to_string()))?;
-                let check = |name: &str| inner.peer_check(name);
+                let check = |name: &str| {
+                    let c = inner.peer_check(name);
+                    if c == PeerCheck::Free {
+                        *lock(&reserved) = Some(name.to_owned());
+                    }
+                    c
+                };
                 let est = conn::accept(&mut stream, a, check).await?;
                 Ok::<_, ConnError>((stream, est))
             };
-            match tokio::time::timeout(inner.cfg.setup_time, setup).await {
+            let result = tokio::time::timeout(inner.cfg.setup_time, setup).await;
+            if !matches!(result, Ok(Ok(_))) {
+                if let Some(name) = lock(&reserved).take() {
+                    inner.clear_accepting(&name);
+                }
+            }
+            match result {
                 Ok(Ok((stream, est))) => {
                     inner.install(stream, est, proto.name());
                 }
@@ -1409,7 +1472,7 @@ async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semapho
 }
 
 impl Dispatch for Inner {
-    fn dispatch(&self, h: &ConnHandle, _peer: &str, msg: Control) {
+    fn dispatch(&self, h: &ConnHandle, peer: &str, msg: Control) {
         match msg {
             Control::Send { to, msg, .. } => self.deliver(&to, msg),
             Control::RegSend { to, msg, .. } => {
@@ -1454,7 +1517,8 @@ impl Dispatch for Inner {
                 let ok = local
                     .map(|p| {
                         self.with_proc(&p, |pr| {
-                            pr.monitored_by.push((from.clone(), reference.clone()))
+                            pr.monitored_by
+                                .push((from.clone(), reference.clone(), to.clone()))
                         })
                     })
                     .unwrap_or(false);
@@ -1471,7 +1535,7 @@ impl Dispatch for Inner {
                     _ => None,
                 };
                 if let Some(p) = local {
-                    self.with_proc(&p, |pr| pr.monitored_by.retain(|(_, r)| *r != reference));
+                    self.with_proc(&p, |pr| pr.monitored_by.retain(|(_, r, _)| *r != reference));
                 }
             }
             Control::MonitorPExit {
@@ -1479,7 +1543,7 @@ impl Dispatch for Inner {
                 to,
                 reference,
                 reason,
-            } => self.fire_down(&to, &reference, from, reason),
+            } => self.fire_down(&to, &reference, down_target(from, peer), reason),
         }
     }
 
@@ -1515,7 +1579,7 @@ impl Dispatch for Inner {
                 for l in &gone {
                     p.links.remove(l);
                 }
-                p.monitored_by.retain(|(w, _)| w.node.as_str() != peer);
+                p.monitored_by.retain(|(w, _, _)| w.node.as_str() != peer);
                 let lost: Vec<Reference> = p
                     .monitors
                     .iter()
@@ -1525,7 +1589,7 @@ impl Dispatch for Inner {
                 let tx = p.tx.clone();
                 for r in lost {
                     if let Some((_, target)) = p.monitors.remove(&r) {
-                        downs.push((tx.clone(), r, target));
+                        downs.push((tx.clone(), r, down_target(target, peer)));
                     }
                 }
                 for l in gone {

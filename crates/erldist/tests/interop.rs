@@ -989,7 +989,6 @@ async fn exit_signals_unlink_and_name_monitors() {
 /// registered before any connection existed, so `ping` returns false while
 /// the outgoing connection comes up fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "erldist bug: an incoming handshake in progress is not a pending connection"]
 async fn simultaneous_connects_settle_on_one_connection() {
     let d = daemon();
     let mut e = erl(&d, "simul", COOKIE);
@@ -1086,7 +1085,6 @@ async fn ticks_keep_idle_connections_and_detect_a_frozen_peer() {
 /// - a Rust mailbox's `monitor_named` DOWN carries the bare name
 ///   (`{'DOWN', R, process, nosuch, noproc}`), not `{nosuch, Node}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "erldist bug: DOWN for a monitor by name does not name {Name, Node}"]
 async fn erlang_monitor_by_name_of_a_rust_mailbox() {
     let d = daemon();
     let mut e = erl(&d, "namemon", COOKIE);
@@ -1204,7 +1202,6 @@ async fn answer_is_auth(mut s: tokio::net::TcpStream, mut buf: Vec<u8>) {
 /// its challenge_reply, and a listener registered in epmd under its name
 /// that reports whether the node dials it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "erldist bug: an incoming handshake in progress is not a pending connection"]
 async fn incoming_handshake_in_progress_is_a_pending_connection() {
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -169,9 +169,14 @@ pub fn generate_dev_certs(
     };
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "erldist development CA");
+    // A distinct name per CA, so a certificate from another run is reported
+    // as an unknown issuer rather than a bad signature.
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("erldist development CA {:08x}", u32::from_be_bytes(nonce)),
+    );
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
