@@ -1,0 +1,299 @@
+//! The examples of docs/erlang.md work as written: the `erl` command line,
+//! the `ssl_dist.conf`, the `vm.args` snippet and the example selector are
+//! read from the document (blocks after `<!-- tested: NAME`), their example
+//! paths replaced by the test's own, and run.
+
+mod common;
+
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::*;
+
+/// The fenced block that follows `<!-- tested: name`.
+fn doc_block(name: &str) -> Result<String> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/erlang.md"))?;
+    let marker = format!("<!-- tested: {name} ");
+    let at = doc
+        .find(&marker)
+        .with_context(|| format!("docs/erlang.md has no {marker:?}"))?;
+    let rest = &doc[at..];
+    let open = rest.find("```").context("no fence")?;
+    let body = &rest[open..];
+    let start = body.find('\n').context("fence line")? + 1;
+    let end = body[start..].find("```").context("unclosed fence")?;
+    Ok(body[start..start + end].to_owned())
+}
+
+/// Splits a shell command line: whitespace, '...', "..." and backslashes
+/// (a backslash-newline joins lines).
+fn shell_words(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut have = false;
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\'' => {
+                have = true;
+                loop {
+                    match it.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => bail!("unclosed ' in {s}"),
+                    }
+                }
+            }
+            '"' => {
+                have = true;
+                loop {
+                    match it.next() {
+                        Some('"') => break,
+                        Some('\\') => {
+                            if let Some(x) = it.next() {
+                                cur.push(x);
+                            }
+                        }
+                        Some(x) => cur.push(x),
+                        None => bail!("unclosed \" in {s}"),
+                    }
+                }
+            }
+            '\\' => match it.next() {
+                Some('\n') | None => {}
+                Some(x) => {
+                    have = true;
+                    cur.push(x);
+                }
+            },
+            c if c.is_whitespace() => {
+                if have {
+                    out.push(std::mem::take(&mut cur));
+                    have = false;
+                }
+            }
+            c => {
+                have = true;
+                cur.push(c);
+            }
+        }
+    }
+    if have {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Replaces the document's example paths with the fixture's.
+fn localize(fx: &Fixture, text: &str) -> String {
+    let certs = fx.dir.path().join("certs");
+    text.replace("/opt/epmdx/ebin", &ebin().display().to_string())
+        .replace("/etc/myapp/ssl_dist.conf", &doc_optfile(fx).display().to_string())
+        .replace("/etc/myapp/certs", &certs.display().to_string())
+        .replace("/run/myapp/erldist", &fx.uds_dir().display().to_string())
+}
+
+fn doc_optfile(fx: &Fixture) -> std::path::PathBuf {
+    fx.dir.path().join("doc_ssl_dist.conf")
+}
+
+/// Drops what ErlNode sets itself (-sname, -setcookie) from an argument list.
+fn without_identity(words: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        if w == "-sname" || w == "-name" || w == "-setcookie" {
+            it.next();
+        } else {
+            out.push(w);
+        }
+    }
+    out
+}
+
+fn expect_three_transports(fx: &Fixture, alive: &str) -> Result<()> {
+    let line = fx.wait_nodes_line(alive, |l| l.contains("#uds"))?;
+    let tcp = port_of(&line, "inet_tcp").context("tcp")?;
+    let tls = port_of(&line, "inet_tls").context("tls")?;
+    let want = format!(
+        "name {alive} at port {tcp}#inet_tcp {tls}#inet_tls 0#uds({})",
+        fx.uds_dir().join(alive).display()
+    );
+    ensure!(line == want, "epmdx nodes: {line}, expected {want}");
+    Ok(())
+}
+
+#[test]
+fn documented_command_line_vm_args_and_selector_work() -> Result<()> {
+    let fx = Fixture::new()?;
+    let conf = localize(&fx, &doc_block("ssl_dist.conf")?);
+    std::fs::write(doc_optfile(&fx), conf)?;
+
+    // The command line, as a node "s".
+    let words = shell_words(&doc_block("command-line")?)?;
+    ensure!(words.first().map(String::as_str) == Some("erl"), "{words:?}");
+    let args: Vec<String> = without_identity(words[1..].to_vec())
+        .iter()
+        .map(|w| localize(&fx, w))
+        .collect();
+    let mut s = fx.erl("s", &args)?;
+    expect_three_transports(&fx, "s")?;
+    let pol = s.eval("application:get_env(kernel, epmdx_policy).")?;
+    ensure!(
+        pol == "{ok,[{rules,[{node,\"backup*@*\",[inet_tls]}]}]}",
+        "policy from the command line: {pol}"
+    );
+
+    // vm.args, through -args_file, as a node "v".
+    let vm: String = doc_block("vm.args")?
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("-sname") || l.starts_with("-name") || l.starts_with("-setcookie"))
+        })
+        .map(|l| localize(&fx, l) + "\n")
+        .collect();
+    let vm_file = fx.dir.path().join("vm.args");
+    std::fs::write(&vm_file, vm)?;
+    let mut v = fx.erl("v", &["-args_file".into(), vm_file.display().to_string()])?;
+    expect_three_transports(&fx, "v")?;
+    ping_until_pong(&mut v, "s@localhost")?;
+    let c = conn(&mut v, "s@localhost")?;
+    ensure!(c.transport == "uds", "v → s: {c:?}");
+    // The documented rule: backup*@* goes over TLS.
+    let _b = fx.adapted("backup1", &["epmdx_tcp", "epmdx_tls"], &[])?;
+    ping_until_pong(&mut v, "backup1@localhost")?;
+    let c = conn(&mut v, "backup1@localhost")?;
+    ensure!(c.transport == "inet_tls", "v → backup1: {c:?}");
+
+    // The example selector: the Unix socket on this host, else TLS.
+    let src = fx.dir.path().join("sel");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(src.join("my_selector.erl"), doc_block("selector")?)?;
+    let o = Command::new("erlc")
+        .arg("-o")
+        .arg(&src)
+        .arg(src.join("my_selector.erl"))
+        .output()
+        .context("erlc")?;
+    ensure!(o.status.success(), "erlc my_selector: {o:?}");
+    let pa = src.display().to_string();
+    let sel = "{my_selector, select}";
+    let mut a = fx.adapted(
+        "sel_all",
+        &["epmdx_tcp", "epmdx_tls", "epmdx_uds"],
+        &["-pa", &pa, "-kernel", "epmdx_selector", sel],
+    )?;
+    ping_until_pong(&mut a, "s@localhost")?;
+    ensure!(conn(&mut a, "s@localhost")?.transport == "uds");
+    let mut t = fx.adapted(
+        "sel_ip",
+        &["epmdx_tcp", "epmdx_tls"],
+        &["-pa", &pa, "-kernel", "epmdx_selector", sel],
+    )?;
+    ping_until_pong(&mut t, "s@localhost")?;
+    let c = conn(&mut t, "s@localhost")?;
+    ensure!(c.transport == "inet_tls", "sel_ip → s: {c:?}");
+    for n in [&a, &t] {
+        ensure!(
+            !n.output().contains("falling back"),
+            "the example selector was rejected:\n{}",
+            n.output()
+        );
+    }
+    Ok(())
+}
+
+fn rebar3() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("rebar3"))
+        .find(|p| p.is_file())
+}
+
+/// A rebar3 release with the adapter as an application (no `-pa`) and the
+/// documented vm.args starts in embedded mode and registers its three
+/// transports. Needs `rebar3` (Debian package `rebar3`), so it is ignored by
+/// default: `cargo test -p epmdx-erlang-adapter --test docs -- --ignored`.
+#[test]
+#[ignore = "needs rebar3 (apt-get install rebar3)"]
+fn rebar3_release_with_the_documented_vm_args() -> Result<()> {
+    let rebar3 = rebar3().context("rebar3 not on PATH: install the Debian package rebar3")?;
+    let fx = Fixture::new()?;
+    std::fs::write(
+        doc_optfile(&fx),
+        localize(&fx, &doc_block("ssl_dist.conf")?),
+    )?;
+    let proj = fx.dir.path().join("myapp");
+    for d in ["src", "config", "_checkouts"] {
+        std::fs::create_dir_all(proj.join(d))?;
+    }
+    std::os::unix::fs::symlink(
+        repo_root().join("erlang").canonicalize()?,
+        proj.join("_checkouts/epmdx_adapter"),
+    )?;
+    std::fs::write(
+        proj.join("rebar.config"),
+        "{deps, [epmdx_adapter]}.\n\
+         {relx, [{release, {myapp, \"0.1.0\"}, [myapp, epmdx_adapter]},\n\
+                 {mode, prod}, {vm_args, \"config/vm.args\"}]}.\n",
+    )?;
+    std::fs::write(
+        proj.join("src/myapp.app.src"),
+        "{application, myapp, [{description, \"test\"}, {vsn, \"0.1.0\"}, \
+         {applications, [kernel, stdlib]}, {modules, []}, {registered, []}]}.\n",
+    )?;
+    let vm: String = doc_block("vm.args")?
+        .lines()
+        .filter(|l| !l.starts_with("-pa"))
+        .map(|l| {
+            let l = if l.starts_with("-sname") {
+                "-sname rel@localhost".to_owned()
+            } else if l.starts_with("-setcookie") {
+                format!("-setcookie {COOKIE}")
+            } else {
+                localize(&fx, l)
+            };
+            l + "\n"
+        })
+        .chain(std::iter::once("-start_epmd false\n".to_owned()))
+        .collect();
+    std::fs::write(proj.join("config/vm.args"), vm)?;
+    let o = Command::new(&rebar3)
+        .arg("release")
+        .current_dir(&proj)
+        .env("HOME", fx.dir.path())
+        .env("REBAR_CACHE_DIR", fx.dir.path().join("rebar3-cache"))
+        .output()
+        .context("rebar3 release")?;
+    ensure!(o.status.success(), "rebar3 release: {o:?}");
+    let bin = proj.join("_build/default/rel/myapp/bin/myapp");
+    let mut child = Command::new(&bin)
+        .arg("foreground")
+        .env("ERL_EPMD_PORT", fx.port().to_string())
+        .env("HOME", fx.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let r = (|| {
+        expect_three_transports(&fx, "rel")?;
+        let mut m = fx.adapted("m", &["epmdx_tcp", "epmdx_uds"], &[])?;
+        ping_until_pong(&mut m, "rel@localhost")?;
+        let mode = m.eval("rpc:call('rel@localhost', init, get_argument, [mode]).")?;
+        ensure!(mode == "{ok,[[\"embedded\"]]}", "mode: {mode}");
+        let c = conn(&mut m, "rel@localhost")?;
+        ensure!(c.transport == "uds", "m → rel: {c:?}");
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    r
+}
+
+#[test]
+fn shell_words_splits_like_sh() -> Result<()> {
+    let w = shell_words("erl -a '\"x y\"' \\\n  -b \"q\\\"z\" c\\ d")?;
+    ensure!(w == ["erl", "-a", "\"x y\"", "-b", "q\"z", "c d"], "{w:?}");
+    Ok(())
+}
