@@ -88,7 +88,10 @@ fn shell_words(s: &str) -> Result<Vec<String>> {
 fn localize(fx: &Fixture, text: &str) -> String {
     let certs = fx.dir.path().join("certs");
     text.replace("/opt/epmdx/ebin", &ebin().display().to_string())
-        .replace("/etc/myapp/ssl_dist.conf", &doc_optfile(fx).display().to_string())
+        .replace(
+            "/etc/myapp/ssl_dist.conf",
+            &doc_optfile(fx).display().to_string(),
+        )
         .replace("/etc/myapp/certs", &certs.display().to_string())
         .replace("/run/myapp/erldist", &fx.uds_dir().display().to_string())
 }
@@ -131,7 +134,10 @@ fn documented_command_line_vm_args_and_selector_work() -> Result<()> {
 
     // The command line, as a node "s".
     let words = shell_words(&doc_block("command-line")?)?;
-    ensure!(words.first().map(String::as_str) == Some("erl"), "{words:?}");
+    ensure!(
+        words.first().map(String::as_str) == Some("erl"),
+        "{words:?}"
+    );
     let args: Vec<String> = without_identity(words[1..].to_vec())
         .iter()
         .map(|w| localize(&fx, w))

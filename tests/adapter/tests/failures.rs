@@ -128,6 +128,10 @@ fn unreachable_epmdx_is_a_clear_error_at_start() -> Result<()> {
         err.contains("{epmdx_unreachable,") && err.contains("exit status Some("),
         "net_kernel's report, or the exit, is missing: {err}"
     );
-    ensure!(t0.elapsed() < Duration::from_secs(30), "took {:?}", t0.elapsed());
+    ensure!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
     Ok(())
 }

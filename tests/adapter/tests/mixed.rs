@@ -17,7 +17,9 @@ fn stock_node_reaches_adapted_node_over_legacy_default() -> Result<()> {
     let tcp = port_of(&line, "inet_tcp").context("inet_tcp port")?;
     let tls = port_of(&line, "inet_tls").context("inet_tls port")?;
     ensure!(
-        line.starts_with(&format!("name s at port {tls}#inet_tls {tcp}#inet_tcp 0#uds(")),
+        line.starts_with(&format!(
+            "name s at port {tls}#inet_tls {tcp}#inet_tcp 0#uds("
+        )),
         "registration order: {line}"
     );
 
@@ -141,10 +143,26 @@ fn erlang_and_rust_pick_the_same_transport() -> Result<()> {
         let r = fx.rust_node(
             &format!("r_{t}"),
             &[
-                "--listen", "inet_tcp", "--listen", "inet_tls", "--listen", "uds",
-                "--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca,
-                "--uds-dir", &uds, "--policy", "rules",
-                "--rule", "node=*_tcp@*:inet_tcp", "--rule", "node=*_tls@*:inet_tls",
+                "--listen",
+                "inet_tcp",
+                "--listen",
+                "inet_tls",
+                "--listen",
+                "uds",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-ca",
+                &ca,
+                "--uds-dir",
+                &uds,
+                "--policy",
+                "rules",
+                "--rule",
+                "node=*_tcp@*:inet_tcp",
+                "--rule",
+                "node=*_tls@*:inet_tls",
             ],
         )?;
         let en = format!("e_{t}@localhost");
@@ -165,7 +183,10 @@ fn erlang_and_rust_pick_the_same_transport() -> Result<()> {
              receive M -> M after 10000 -> timeout end.",
             r.node
         ))?;
-        ensure!(echo == "{hello,<<\"bin\">>,[1,2,3]}", "echo over {want}: {echo}");
+        ensure!(
+            echo == "{hello,<<\"bin\">>,[1,2,3]}",
+            "echo over {want}: {echo}"
+        );
 
         // Rust dials: drop the connection, then ask the Rust node to connect.
         e.eval(&format!("erlang:disconnect_node('{}').", r.node))?;
@@ -183,11 +204,18 @@ fn erlang_and_rust_pick_the_same_transport() -> Result<()> {
             r.output()
         );
         let rt = wait_rust_conn(&fx, &r.node, &en)?;
-        ensure!(rt == want, "{} dialled {en} over {rt}, expected {want}", r.node);
+        ensure!(
+            rt == want,
+            "{} dialled {en} over {rt}, expected {want}",
+            r.node
+        );
         let c = conn(&mut e, &r.node)?;
         ensure!(c.transport == want, "{en} accepted {} on {c:?}", r.node);
         let v = e.eval(&format!("net_adm:ping('{}').", r.node))?;
-        ensure!(v == "pong", "ping over the Rust-dialled {want} connection: {v}");
+        ensure!(
+            v == "pong",
+            "ping over the Rust-dialled {want} connection: {v}"
+        );
     }
     Ok(())
 }
@@ -214,12 +242,18 @@ fn adapted_node_on_a_stock_epmd() -> Result<()> {
     let mut st = fx.erl("st", &[])?;
     ping_until_pong(&mut st, "s@localhost")?;
     let c = conn(&mut st, "s@localhost")?;
-    ensure!(c.transport == "inet_tcp" && c.peer_port == tcp, "st → s: {c:?}");
+    ensure!(
+        c.transport == "inet_tcp" && c.peer_port == tcp,
+        "st → s: {c:?}"
+    );
 
     let mut m = fx.adapted("m", &["epmdx_tcp", "epmdx_tls"], &[])?;
     ping_until_pong(&mut m, "s@localhost")?;
     let c = conn(&mut m, "s@localhost")?;
-    ensure!(c.transport == "inet_tcp" && c.peer_port == tcp, "m → s: {c:?}");
+    ensure!(
+        c.transport == "inet_tcp" && c.peer_port == tcp,
+        "m → s: {c:?}"
+    );
     let n3 = m.eval("lists:sort(element(2, epmdx_epmd:names3(\"localhost\"))).")?;
     ensure!(
         n3.contains(&format!("{{\"s\",[{{{tcp},legacy}}]}}")) && n3.contains("{\"st\",[{"),

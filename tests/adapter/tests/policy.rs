@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use anyhow::{ensure, Result};
 use common::*;
-use erldist::policy::{Cidr, Offer, Peer, Rule, RuleConfig, RulePolicy, Selection, SelectionPolicy};
+use erldist::policy::{
+    Cidr, Offer, Peer, Rule, RuleConfig, RulePolicy, Selection, SelectionPolicy,
+};
 use erldist::transport::Proto;
 
 const NETS: &[(&str, u8)] = &[
@@ -78,7 +80,12 @@ fn offer_sets() -> Vec<Vec<(Proto, bool)>> {
     vec![
         vec![(InetTcp, false), (InetTls, false), (Uds, false)],
         vec![(InetTcp, false)],
-        vec![(InetTcp, true), (Inet6Tcp, true), (InetTls, true), (Inet6Tls, true)],
+        vec![
+            (InetTcp, true),
+            (Inet6Tcp, true),
+            (InetTls, true),
+            (Inet6Tls, true),
+        ],
         vec![
             (Inet6Tls, false),
             (Inet6Tcp, false),

@@ -53,7 +53,9 @@ fn build(out: &Path, src: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(s) = src {
         cmd.arg(s);
     }
-    let o = cmd.output().map_err(|e| format!("run {}: {e}", script.display()))?;
+    let o = cmd
+        .output()
+        .map_err(|e| format!("run {}: {e}", script.display()))?;
     if !o.status.success() {
         return Err(format!(
             "{} failed ({}):\n{}{}",
@@ -221,7 +223,10 @@ impl Fixture {
             last = self.epmdx_nodes().unwrap_or_else(|e| format!("{e:#}"));
             last.lines().any(|l| l.starts_with(&prefix) && want(l))
         });
-        ensure!(ok, "epmdx nodes never showed the expected line for {alive}:\n{last}");
+        ensure!(
+            ok,
+            "epmdx nodes never showed the expected line for {alive}:\n{last}"
+        );
         Ok(last
             .lines()
             .find(|l| l.starts_with(&prefix))
