@@ -439,7 +439,7 @@ reconnect(#st{sock = undefined, mode = extended, name = Name, transports = Ts} =
                     case epmdx_proto:alive3_reply(Bin) of
                         {ok, _} ->
                             ok = inet:setopts(S, [{active, once}]),
-                            info_msg("registered ~ts with epmdx again (~p)",
+                            notice_msg("registered ~ts with epmdx again (~p)",
                                      [Name, [P || {P, _, _} <- Ts]]),
                             {noreply, St#st{sock = S}};
                         _ ->
@@ -602,4 +602,4 @@ to_list(L) when is_list(L) -> L.
 
 error_msg(F, A) -> logger:error("epmdx_epmd: " ++ F, A).
 warning_msg(F, A) -> logger:warning("epmdx_epmd: " ++ F, A).
-info_msg(F, A) -> logger:info("epmdx_epmd: " ++ F, A).
+notice_msg(F, A) -> logger:notice("epmdx_epmd: " ++ F, A).

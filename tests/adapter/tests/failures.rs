@@ -135,3 +135,70 @@ fn unreachable_epmdx_is_a_clear_error_at_start() -> Result<()> {
     );
     Ok(())
 }
+
+/// An epmdx on `port`, killed by PID on drop.
+struct OwnDaemon(std::process::Child);
+
+impl OwnDaemon {
+    fn start(port: u16) -> Result<Self> {
+        let child = std::process::Command::new(epmdx_bin())
+            .args(["-port", &port.to_string()])
+            .env_remove("ERL_EPMD_PORT")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let d = Self(child);
+        ensure!(
+            wait_until(WAIT, || test_support::names_answers(port)),
+            "epmdx did not come up on {port}"
+        );
+        Ok(d)
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nodes_on(port: u16) -> String {
+    std::process::Command::new(epmdx_bin())
+        .args(["nodes", "--port", &port.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// When epmdx goes away and comes back on the same port, the node
+/// registers all its transports again, in one ALIVE3, and says so.
+#[test]
+fn reregisters_every_transport_after_an_epmdx_restart() -> Result<()> {
+    let fx = Fixture::new()?;
+    let port = free_port();
+    let d = OwnDaemon::start(port)?;
+    let args = fx.adapter_args(&["epmdx_tcp", "epmdx_tls", "epmdx_uds"], &[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = ErlNode::start("s@localhost", COOKIE, port, &refs)?;
+    let mut before = String::new();
+    ensure!(
+        wait_until(WAIT, || {
+            before = nodes_on(port);
+            before.contains("#uds")
+        }),
+        "s never registered: {before}"
+    );
+    drop(d);
+    wait_output(&s, "lost the connection to epmdx")?;
+    let _d2 = OwnDaemon::start(port)?;
+    let mut after = String::new();
+    let back = wait_until(WAIT, || {
+        after = nodes_on(port);
+        after == before
+    });
+    ensure!(back, "after the restart: {after:?}, before: {before:?}");
+    wait_output(&s, "registered s with epmdx again")?;
+    Ok(())
+}
