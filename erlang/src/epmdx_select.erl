@@ -140,7 +140,7 @@ reason(Why) ->
 decide(Node) ->
     {ok, Name, Host} = split(Node),
     Local = epmdx_epmd:local_transports(),
-    Addrs = resolve(Host),
+    Addrs = resolve(Host, Local),
     case [A || A <- Addrs, tuple_size(A) =:= 4] ++ [A || A <- Addrs, tuple_size(A) =:= 8] of
         [] ->
             {error, {cannot_resolve, Host}};
@@ -322,16 +322,28 @@ split(Node) ->
         _ -> error
     end.
 
-resolve(Host) ->
-    V4 = case inet:getaddrs(Host, inet) of
-             {ok, L4} -> L4;
-             _ -> []
+%% The host's addresses in the families this node dials: IPv4 for inet_*
+%% (and for uds, to tell where the host is), IPv6 for inet6_*; IPv6 also
+%% when there is no IPv4 address. Like stock OTP, which only asks for the
+%% family of its dist module: an AAAA query a v4-only node does not need
+%% can take seconds where IPv6 names do not resolve.
+resolve(Host, Local) ->
+    V4 = case [P || P <- Local, epmdx_proto:family(P) =/= inet6] of
+             [] -> [];
+             _ -> getaddrs(Host, inet)
          end,
-    V6 = case inet:getaddrs(Host, inet6) of
-             {ok, L6} -> L6;
-             _ -> []
+    V6 = case V4 =:= [] orelse
+             lists:any(fun(P) -> epmdx_proto:family(P) =:= inet6 end, Local) of
+             true -> getaddrs(Host, inet6);
+             false -> []
          end,
     dedup(V4 ++ V6).
+
+getaddrs(Host, Family) ->
+    case inet:getaddrs(Host, Family) of
+        {ok, L} -> L;
+        _ -> []
+    end.
 
 dedup(L) -> dedup(L, []).
 dedup([], Acc) -> lists:reverse(Acc);
