@@ -276,7 +276,7 @@ first_registration(Name, {Proto, _, _} = T, St) ->
                 {ok, Bin} ->
                     case epmdx_proto:alive3_reply(Bin) of
                         {ok, Creation} ->
-                            ok = inet:setopts(S, [{active, once}]),
+                            active_once(S),
                             {reply, {ok, Creation},
                              St#st{name = Name, mode = extended, sock = S,
                                    creation = Creation, transports = [T]}};
@@ -293,6 +293,7 @@ first_registration(Name, {Proto, _, _} = T, St) ->
                             {reply, {error, {epmdx_bad_reply, Bin}}, St}
                     end;
                 closed ->
+                    gen_tcp:close(S),
                     warning_msg("the EPMD on port ~w does not speak the epmdx extension "
                                 "(ALIVE3 closed without a reply): falling back to ALIVE2; "
                                 "only one transport can be advertised", [epmd_port()]),
@@ -308,7 +309,7 @@ first_registration(Name, {Proto, _, _} = T, St) ->
                                 "answers on 127.0.0.1 or ::1 port ~w (~p); start epmdx, "
                                 "or set ERL_EPMD_PORT to its port~n",
                                 [Name, Proto, epmd_port(), Reason]),
-            erlang:display_string(lists:flatten(Msg)),
+            catch erlang:display_string(lists:flatten(Msg)),
             logger:error("~ts", [Msg]),
             {reply, {error, {epmdx_unreachable, epmd_port(), Reason}}, St}
     end.
@@ -318,11 +319,11 @@ add_transport(T, #st{sock = undefined} = St) ->
     %% carries it.
     {reply, {ok, St#st.creation}, St#st{transports = St#st.transports ++ [T]}};
 add_transport(T = {Proto, _, _}, #st{sock = S, name = Name} = St) ->
-    ok = inet:setopts(S, [{active, false}]),
+    _ = inet:setopts(S, [{active, false}]),
     flush_socket(S),
     case call(S, alive3(Name, [T])) of
         {ok, Bin} ->
-            ok = inet:setopts(S, [{active, once}]),
+            active_once(S),
             case epmdx_proto:alive3_reply(Bin) of
                 {ok, _} ->
                     {reply, {ok, St#st.creation},
@@ -392,7 +393,7 @@ alive2(Name, Port) ->
                 ok ->
                     case recv_alive2(S, <<>>, deadline(?REQ_TIMEOUT)) of
                         {ok, Creation} ->
-                            ok = inet:setopts(S, [{active, once}]),
+                            active_once(S),
                             {ok, S, Creation};
                         {error, name_in_use} ->
                             gen_tcp:close(S),
@@ -438,7 +439,7 @@ reconnect(#st{sock = undefined, mode = extended, name = Name, transports = Ts} =
                 {ok, Bin} ->
                     case epmdx_proto:alive3_reply(Bin) of
                         {ok, _} ->
-                            ok = inet:setopts(S, [{active, once}]),
+                            active_once(S),
                             notice_msg("registered ~ts with epmdx again (~p)",
                                      [Name, [P || {P, _, _} <- Ts]]),
                             {noreply, St#st{sock = S}};
@@ -478,6 +479,12 @@ call(S, Req) ->
         {error, closed} -> closed;
         {error, R} -> {error, R}
     end.
+
+%% Report the next data or the close as a message. A socket closed under us
+%% is noticed by the next request on it.
+active_once(S) ->
+    _ = inet:setopts(S, [{active, once}]),
+    ok.
 
 flush_socket(S) ->
     receive
