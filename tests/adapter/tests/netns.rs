@@ -7,10 +7,13 @@
 //! ```text
 //!        subnet 10.232.1.0/24                 subnet 10.232.2.0/24
 //!   h1 10.232.1.1 ──┐
-//!     a, b          ├── br1 10.232.1.254 [router r] 10.232.2.254 ── h3 10.232.2.3
-//!   h2 10.232.1.2 ──┘      (ip_forward=1 in r only)                     d, e (Rust)
-//!     c, st (stock)
+//!     a, b, f       ├── br1 10.232.1.254 [router r] 10.232.2.254 ── h3 10.232.2.3
+//!   h2 10.232.1.2 ──┘      (forwarding in r only)                      d, k, e (Rust)
+//!     c, g, st (stock)
 //! ```
+//!
+//! The same again over IPv6 (fd32:1::/64 and fd32:2::/64): `f`, `g` and
+//! `k` speak only `inet6_tcp` and `inet6_tls`.
 //!
 //! Every host runs its own epmdx on port 4372 inside its namespace (never
 //! 4369). The nodes use short names on hosts `h1`, `h2`, `h3`, which every
@@ -46,6 +49,11 @@ const IP_H2: &str = "10.232.1.2";
 const IP_H3: &str = "10.232.2.3";
 const GW_1: &str = "10.232.1.254";
 const GW_2: &str = "10.232.2.254";
+const IP6_H1: &str = "fd32:1::1";
+const IP6_H2: &str = "fd32:1::2";
+const IP6_H3: &str = "fd32:2::3";
+const GW6_1: &str = "fd32:1::fe";
+const GW6_2: &str = "fd32:2::fe";
 
 fn run_cmd(cmd: &mut Command) -> Result<Output> {
     let out = cmd
@@ -93,8 +101,10 @@ impl Topology {
             pid: std::process::id(),
             dir: TempDir::new("netns")?,
         };
-        let hosts =
-            format!("127.0.0.1 localhost\n::1 localhost\n{IP_H1} h1\n{IP_H2} h2\n{IP_H3} h3\n");
+        let hosts = format!(
+            "127.0.0.1 localhost\n::1 localhost\n{IP_H1} h1\n{IP_H2} h2\n{IP_H3} h3\n\
+                 {IP6_H1} h1\n{IP6_H2} h2\n{IP6_H3} h3\n"
+        );
         for role in ROLES {
             let n = t.ns(role);
             ip(&["netns", "add", &n])?;
@@ -106,11 +116,21 @@ impl Topology {
         let r = t.ns("r");
         ip(&["-n", &r, "link", "add", "br1", "type", "bridge"])?;
         ip(&["-n", &r, "addr", "add", &format!("{GW_1}/24"), "dev", "br1"])?;
+        ip(&[
+            "-n",
+            &r,
+            "addr",
+            "add",
+            &format!("{GW6_1}/64"),
+            "dev",
+            "br1",
+            "nodad",
+        ])?;
         ip(&["-n", &r, "link", "set", "br1", "up"])?;
-        for (port, host, addr, gw) in [
-            ("ph1", t.ns("h1"), IP_H1, GW_1),
-            ("ph2", t.ns("h2"), IP_H2, GW_1),
-            ("ph3", t.ns("h3"), IP_H3, GW_2),
+        for (port, host, addr, gw, addr6, gw6) in [
+            ("ph1", t.ns("h1"), IP_H1, GW_1, IP6_H1, GW6_1),
+            ("ph2", t.ns("h2"), IP_H2, GW_1, IP6_H2, GW6_1),
+            ("ph3", t.ns("h3"), IP_H3, GW_2, IP6_H3, GW6_2),
         ] {
             ip(&[
                 "-n", &r, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
@@ -118,6 +138,16 @@ impl Topology {
             ])?;
             if port == "ph3" {
                 ip(&["-n", &r, "addr", "add", &format!("{GW_2}/24"), "dev", port])?;
+                ip(&[
+                    "-n",
+                    &r,
+                    "addr",
+                    "add",
+                    &format!("{GW6_2}/64"),
+                    "dev",
+                    port,
+                    "nodad",
+                ])?;
             } else {
                 ip(&["-n", &r, "link", "set", port, "master", "br1"])?;
             }
@@ -131,8 +161,19 @@ impl Topology {
                 "dev",
                 "eth0",
             ])?;
+            ip(&[
+                "-n",
+                &host,
+                "addr",
+                "add",
+                &format!("{addr6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             ip(&["-n", &host, "link", "set", "eth0", "up"])?;
             ip(&["-n", &host, "route", "add", "default", "via", gw])?;
+            ip(&["-n", &host, "-6", "route", "add", "default", "via", gw6])?;
         }
         let out = run_cmd(Command::new("ip").args([
             "netns",
@@ -140,7 +181,8 @@ impl Topology {
             &r,
             "sh",
             "-c",
-            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward && \
+             echo 1 > /proc/sys/net/ipv6/conf/all/forwarding",
         ]))?;
         ensure!(
             out.status.success(),
@@ -388,6 +430,11 @@ fn run(topo: &Topology) -> Result<()> {
     let mut c = erl("c", "h2", &all)?;
     let mut st = erl("st", "h2", &[])?;
     let mut d = erl("d", "h3", &all)?;
+    // IPv6 only: TCP and TLS over IPv6.
+    let v6 = ["epmdx_tcp6", "epmdx_tls6"];
+    let mut f = erl("f", "h1", &v6)?;
+    let mut g = erl("g", "h2", &v6)?;
+    let mut k = erl("k", "h3", &v6)?;
     let uds3 = dir.join("uds-h3").display().to_string();
     let e = NsProc::start(
         &topo.ns("h3"),
@@ -456,6 +503,10 @@ fn run(topo: &Topology) -> Result<()> {
     check(&mut b, &mut c, "inet_tcp")?;
     // A stock node across the subnet: its ALIVE2 registration is read as TCP.
     check(&mut a, &mut st, "inet_tcp")?;
+    // The same policy over IPv6.
+    check(&mut f, &mut g, "inet6_tcp")?;
+    check(&mut f, &mut k, "inet6_tls")?;
+    check(&mut g, &mut k, "inet6_tls")?;
 
     // The Rust node across the router, both ways.
     let rust_conns = || -> Result<Vec<(String, String)>> {
@@ -527,6 +578,8 @@ fn run(topo: &Topology) -> Result<()> {
             "[{a@h1,inet_tcp},{b@h1,inet_tcp},{d@h3,inet_tls},{e@h3,inet_tls}]",
         ),
         (&mut d, "[{a@h1,inet_tls},{c@h2,inet_tls}]"),
+        (&mut f, "[{g@h2,inet6_tcp},{k@h3,inet6_tls}]"),
+        (&mut k, "[{f@h1,inet6_tls},{g@h2,inet6_tls}]"),
     ] {
         let v = n.eval("lists:sort(epmdx_select:connections()).")?;
         ensure!(v == want, "{}'s connections: {v}\n{}", n.node(), n.output());
