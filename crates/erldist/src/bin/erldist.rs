@@ -551,6 +551,7 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 fn main() {
+    erldist::tune_allocator();
     let cli = Cli::parse();
     let default = if matches!(cli.cmd, Cmd::Serve { .. }) {
         "info"
