@@ -305,7 +305,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Vec<u8>>,
     tick_every: Duration,
 ) {
-    let mut batch: Vec<u8> = Vec::with_capacity(64 << 10);
+    let mut segs: Vec<Vec<u8>> = Vec::new();
     loop {
         let first = match tokio::time::timeout(tick_every, rx.recv()).await {
             Ok(Some(p)) => p,
@@ -324,15 +324,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 return;
             }
         } else {
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < WRITE_BATCH {
+            // Several: small packets are copied together, large ones go out
+            // as they are, all in vectored writes, so a 64 KiB message is
+            // never copied again on its way to the socket.
+            segs.clear();
+            let mut total = first.len();
+            gather(&mut segs, first);
+            while total < WRITE_BATCH && segs.len() < MAX_SEGMENTS {
                 match rx.try_recv() {
-                    Ok(p) => batch.extend_from_slice(&p),
+                    Ok(p) => {
+                        total += p.len();
+                        gather(&mut segs, p);
+                    }
                     Err(_) => break,
                 }
             }
-            if wr.write_all(&batch).await.is_err() {
+            if write_all_vectored(&mut wr, &segs).await.is_err() {
                 return;
             }
         }
@@ -340,6 +347,47 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Packets below this size are coalesced by copying.
+const SMALL_PACKET: usize = 8 << 10;
+
+/// At most this many buffers per vectored write (well under IOV_MAX).
+const MAX_SEGMENTS: usize = 64;
+
+/// Adds a packet to a write batch: appended to the last buffer when both
+/// are small, else kept as its own buffer.
+fn gather(segs: &mut Vec<Vec<u8>>, p: Vec<u8>) {
+    if p.len() < SMALL_PACKET {
+        if let Some(last) = segs.last_mut() {
+            if last.len() < 64 << 10 && last.capacity() >= 64 << 10 {
+                last.extend_from_slice(&p);
+                return;
+            }
+        }
+        let mut merged = Vec::with_capacity(64 << 10);
+        merged.extend_from_slice(&p);
+        segs.push(merged);
+    } else {
+        segs.push(p);
+    }
+}
+
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bufs: &[Vec<u8>],
+) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = wr.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
