@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(erlang-base erlang-dev erlang-ssl erlang-public-key erlang-crypto
-      erlang-examples erlang-jinterface iproute2)
+      erlang-examples erlang-jinterface erlang-tools erlang-syntax-tools
+      erlang-parsetools erlang-eunit rebar3 iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,4 +22,4 @@ fi
 
 # Integration tests run the built binaries; build them first.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -218,10 +218,9 @@ fn rebar3() -> Option<std::path::PathBuf> {
 
 /// A rebar3 release with the adapter as an application (no `-pa`) and the
 /// documented vm.args starts in embedded mode and registers its three
-/// transports. Needs `rebar3` (Debian package `rebar3`), so it is ignored by
-/// default: `cargo test -p epmdx-erlang-adapter --test docs -- --ignored`.
+/// transports. Needs `rebar3` (Debian package `rebar3`, which
+/// `scripts/test.sh` installs).
 #[test]
-#[ignore = "needs rebar3 (apt-get install rebar3)"]
 fn rebar3_release_with_the_documented_vm_args() -> Result<()> {
     let rebar3 = rebar3().context("rebar3 not on PATH: install the Debian package rebar3")?;
     let fx = Fixture::new()?;
