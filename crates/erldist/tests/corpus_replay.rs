@@ -16,74 +16,22 @@
 #[path = "support/fuzzing.rs"]
 mod fuzzing;
 
-use std::path::{Path, PathBuf};
+use test_support::corpus::{replay, seed_files};
 
 const TARGET: &str = "dist_packet";
 
 /// Stack for each replayed input.
 const STACK: usize = 256 << 20;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn replay_dist_packet_corpus() {
-    let corpus = fuzz_dir().join("corpus").join(TARGET);
-    let mut files = files_in(&corpus);
-    assert!(
-        !files.is_empty(),
-        "the corpus {} is empty: a replay of nothing must not pass",
-        corpus.display()
-    );
-    let regressions = fuzz_dir().join("regressions").join(TARGET);
-    if regressions.is_dir() {
-        files.extend(files_in(&regressions));
-    }
-    let mut failed = Vec::new();
-    for path in &files {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let run = std::thread::Builder::new()
-            .stack_size(STACK)
-            .spawn(move || fuzzing::fuzz_dist_packet(&data))
-            .expect("spawn a replay thread")
-            .join();
-        if run.is_err() {
-            failed.push(path.display().to_string());
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} of {} {TARGET} inputs failed:\n{}",
-        failed.len(),
-        files.len(),
-        failed.join("\n")
-    );
-    eprintln!("replayed {} {TARGET} inputs", files.len());
+    replay(TARGET, STACK, fuzzing::fuzz_dist_packet);
 }
 
 /// The seeds are packets as a node sends them: every one decodes.
 #[test]
 fn seeds_decode() {
-    let corpus = fuzz_dir().join("corpus").join(TARGET);
-    let seeds: Vec<PathBuf> = files_in(&corpus)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
-        })
-        .collect();
-    assert!(!seeds.is_empty(), "no seed-* in {}", corpus.display());
+    let seeds = seed_files(TARGET);
     for path in seeds {
         let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let got = fuzzing::decode_packet(&data);

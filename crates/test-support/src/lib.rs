@@ -11,6 +11,7 @@
 //! - [`wait_until`]: poll a condition with a deadline.
 //! - [`epmdx_bin`] / [`otp_epmd_bin`]: where the binaries under test live.
 
+pub mod corpus;
 pub mod erl;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
