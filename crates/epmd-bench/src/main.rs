@@ -136,7 +136,8 @@ struct CompareArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     quiet_budget: Duration,
     /// Measure a window again when the rest of the machine kept more than
-    /// this many cores busy during it...
+    /// this many cores busy during it (the attempt with the least other
+    /// load counts)...
     #[arg(long, default_value_t = 0.5)]
     max_rest: f64,
     /// ...at most this many times per window...
