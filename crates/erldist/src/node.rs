@@ -1362,8 +1362,10 @@ impl Inner {
                 PeerCheck::Free
             }
             Some(Slot::Connecting) => PeerCheck::PendingConnect,
-            // A second incoming attempt while the first is in progress.
-            Some(Slot::Accepting) => PeerCheck::Refuse,
+            // A second incoming attempt while the first is in progress (a
+            // peer retrying quickly): let both run; the later one installed
+            // replaces the earlier.
+            Some(Slot::Accepting) => PeerCheck::Free,
             Some(Slot::Up(_)) => PeerCheck::Connected,
         }
     }
@@ -1432,8 +1434,17 @@ async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semapho
                     }
                     c
                 };
-                let est = conn::accept(&mut stream, a, check).await?;
-                Ok::<_, ConnError>((stream, est))
+                match conn::accept(&mut stream, a, check).await {
+                    Ok(est) => Ok::<_, ConnError>((stream, est)),
+                    Err(e) => {
+                        // Drop the reservation while the socket is still
+                        // open: a peer retrying at once must find it gone.
+                        if let Some(name) = lock(&reserved).take() {
+                            inner.clear_accepting(&name);
+                        }
+                        Err(e)
+                    }
+                }
             };
             let result = tokio::time::timeout(inner.cfg.setup_time, setup).await;
             if !matches!(result, Ok(Ok(_))) {
