@@ -24,10 +24,15 @@
 //! `erlang:disconnect_node/1`. Both include the EPMD lookup. The first
 //! sample of each direction (cold: code loading, first DNS lookup) is
 //! reported apart and left out of the median.
+//!
+//! `dist-bench transports` (`src/transports.rs`) measures the same per
+//! transport — `inet_tcp`, `inet_tls`, `uds` — Rust → Rust and Rust →
+//! Erlang, in one run.
 
 mod raw_tcp;
 mod rust_side;
 mod stats;
+mod transports;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -102,9 +107,30 @@ enum Cmd {
         #[arg(long)]
         epmd_port: u16,
     },
-    /// Internal: the raw TCP receiver, run as a child process.
+    /// Internal: the raw TCP (or, with `--uds`, Unix-socket) receiver, run
+    /// as a child process.
     #[command(hide = true)]
-    TcpSink,
+    TcpSink {
+        #[arg(long)]
+        uds: Option<PathBuf>,
+    },
+    /// Per-transport benchmark: inet_tcp, inet_tls and uds, Rust → Rust
+    /// and Rust → Erlang, handshake and throughput, in one run.
+    Transports(transports::Args),
+    /// Internal: the Rust receivers of `transports`, run as a child process.
+    #[command(hide = true)]
+    TransportSink {
+        #[arg(long)]
+        name: Vec<String>,
+        #[arg(long)]
+        cookie: String,
+        #[arg(long)]
+        epmd_port: u16,
+        #[arg(long)]
+        certs: PathBuf,
+        #[arg(long)]
+        uds_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -426,6 +452,8 @@ fn med_range(v: &[f64], f: fn(f64) -> String) -> String {
 }
 
 fn main() -> Result<()> {
+    // As the erldist binary does (see erldist::tune_allocator).
+    erldist::tune_allocator();
     let cli = Cli::parse();
     if let Some(Cmd::Sink {
         name,
@@ -435,8 +463,17 @@ fn main() -> Result<()> {
     {
         return rust_side::run_sink_process(name, cookie, *epmd_port);
     }
-    if let Some(Cmd::TcpSink) = &cli.cmd {
-        return raw_tcp::run_sink_process();
+    match &cli.cmd {
+        Some(Cmd::TcpSink { uds }) => return raw_tcp::run_sink_process(uds.as_deref()),
+        Some(Cmd::Transports(a)) => return transports::run(a),
+        Some(Cmd::TransportSink {
+            name,
+            cookie,
+            epmd_port,
+            certs,
+            uds_dir,
+        }) => return transports::run_sink_process(name, cookie, *epmd_port, certs, uds_dir),
+        _ => {}
     }
     if cli.reps == 0 || cli.directions.is_empty() {
         bail!("nothing to measure");

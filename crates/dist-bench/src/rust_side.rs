@@ -45,19 +45,32 @@ pub(crate) async fn sink_loop(mut mb: Mailbox) {
 /// process (as each Erlang node has its own VM). Prints `ready` once
 /// registered with EPMD; exits when stdin closes.
 pub(crate) fn run_sink_process(name: &str, cookie: &str, epmd_port: u16) -> Result<()> {
+    run_sink_nodes(vec![config(name, cookie, epmd_port)])
+}
+
+/// Starts one node per configuration, each with a registered `sink`, on
+/// one runtime; prints `ready NAME...` once all are registered with EPMD;
+/// stops them when stdin closes.
+pub(crate) fn run_sink_nodes(cfgs: Vec<NodeConfig>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
     rt.block_on(async {
-        let node = Node::start(config(name, cookie, epmd_port))
-            .await
-            .context("start sink node")?;
-        let mb = node.register_mailbox(SINK)?;
-        tokio::spawn(sink_loop(mb));
+        let mut nodes = Vec::new();
+        for cfg in cfgs {
+            let name = cfg.name.clone();
+            let node = Node::start(cfg)
+                .await
+                .with_context(|| format!("start sink node {name}"))?;
+            let mb = node.register_mailbox(SINK)?;
+            tokio::spawn(sink_loop(mb));
+            nodes.push(node);
+        }
         // The parent waits for this line.
+        let names: Vec<&str> = nodes.iter().map(Node::name).collect();
         let mut out = std::io::stdout();
-        writeln!(out, "ready {}", node.name())?;
+        writeln!(out, "ready {}", names.join(" "))?;
         out.flush()?;
         // Stdin EOF (parent gone or done) ends the process.
         tokio::task::spawn_blocking(|| {
@@ -69,7 +82,9 @@ pub(crate) fn run_sink_process(name: &str, cookie: &str, epmd_port: u16) -> Resu
             }
         })
         .await?;
-        node.stop();
+        for n in &nodes {
+            n.stop();
+        }
         Ok(())
     })
 }
@@ -117,13 +132,30 @@ pub(crate) async fn handshake(
     epmd_port: u16,
     peer: &str,
 ) -> Result<Duration> {
-    let node = Node::start(config(name, cookie, epmd_port))
+    Ok(handshake_with(config(name, cookie, epmd_port), peer)
+        .await?
+        .0)
+}
+
+/// Starts a fresh node from `cfg` and times `node.connect(peer)` (EPMD
+/// lookup, transport connect including TLS, distribution handshake);
+/// returns the time and the transport the connection uses. Stops the node
+/// afterwards.
+pub(crate) async fn handshake_with(cfg: NodeConfig, peer: &str) -> Result<(Duration, String)> {
+    let name = cfg.name.clone();
+    let node = Node::start(cfg)
         .await
         .with_context(|| format!("start {name}"))?;
     let t0 = Instant::now();
     let r = node.connect(peer).await;
     let dt = t0.elapsed();
+    let transport = node
+        .connections()
+        .into_iter()
+        .find(|c| c.peer == peer)
+        .map(|c| c.transport.to_owned())
+        .unwrap_or_default();
     node.stop();
     r.map_err(|e| anyhow!("{name} -> {peer}: {e}"))?;
-    Ok(dt)
+    Ok((dt, transport))
 }
