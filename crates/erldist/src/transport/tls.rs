@@ -75,7 +75,17 @@ impl Tls {
             roots.add(ca).map_err(cfg_err)?;
         }
         let roots = Arc::new(roots);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // AES-128-GCM first: it costs about a quarter less CPU than
+        // AES-256-GCM (rustls's default first choice) on bulk distribution
+        // traffic, and OTP accepts either.
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.sort_by_key(|cs| match cs.suite() {
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+            _ => 1,
+        });
+        let provider = Arc::new(provider);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
