@@ -327,25 +327,13 @@ impl<H> Registry<H> {
         if req.extra.len() > epmd_proto::limits::MAX_SYMLEN {
             return Err(RegisterError::ExtraTooLong(req.extra.len()));
         }
-        self.check_free(req.name)?;
-        let counter = self.take_counter(req.name, now_unix);
-        let node = Node {
-            conn,
-            seq: 0,
-            counter,
-            fd,
-            node_type: req.node_type,
-            high: req.high,
-            low: req.low,
-            kind: Kind::Legacy {
-                port: req.port,
-                protocol: req.protocol,
-                extra: req.extra.into(),
-            },
-            port2: None,
-            handle,
+        let kind = Kind::Legacy {
+            port: req.port,
+            protocol: req.protocol,
+            extra: req.extra.into(),
         };
-        Ok(self.insert(req.name, node))
+        let header = (req.node_type, req.high, req.low);
+        self.register(conn, fd, req.name, header, kind, now_unix, handle)
     }
 
     /// Registers a node from its first ALIVE3. The request must have passed
@@ -359,23 +347,41 @@ impl<H> Registry<H> {
         handle: H,
     ) -> Result<Registered, RegisterError> {
         req.validate().map_err(RegisterError::Ext)?;
-        self.check_free(req.name)?;
-        let counter = self.take_counter(req.name, now_unix);
+        let kind = Kind::Ext {
+            transports: req.transports.iter().map(to_owned).collect(),
+        };
+        let header = (req.node_type, req.high, req.low);
+        self.register(conn, fd, req.name, header, kind, now_unix, handle)
+    }
+
+    /// The part both registrations share: the duplicate and capacity
+    /// checks, the creation counter, and insertion.
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        conn: ConnId,
+        fd: i32,
+        name: &[u8],
+        (node_type, high, low): (u8, u16, u16),
+        kind: Kind,
+        now_unix: u64,
+        handle: H,
+    ) -> Result<Registered, RegisterError> {
+        self.check_free(name)?;
+        let counter = self.take_counter(name, now_unix);
         let node = Node {
             conn,
             seq: 0,
             counter,
             fd,
-            node_type: req.node_type,
-            high: req.high,
-            low: req.low,
-            kind: Kind::Ext {
-                transports: req.transports.iter().map(to_owned).collect(),
-            },
+            node_type,
+            high,
+            low,
+            kind,
             port2: None,
             handle,
         };
-        Ok(self.insert(req.name, node))
+        Ok(self.insert(name, node))
     }
 
     /// Adds transports to the node `conn` registered as `name`, atomically.
