@@ -176,10 +176,38 @@ impl Dir {
 
 /// One throughput measurement.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    secs: f64,
-    sender: Option<stats::ProcStat>,
-    receiver: Option<stats::ProcStat>,
+pub(crate) struct Sample {
+    pub(crate) secs: f64,
+    pub(crate) sender: Option<stats::ProcStat>,
+    pub(crate) receiver: Option<stats::ProcStat>,
+}
+
+/// Logs one throughput sample to stderr: rate, MB/s, and CPU and faults per
+/// message on each side.
+pub(crate) fn log_sample(rep: usize, label: &str, width: usize, size: usize, n: u64, s: &Sample) {
+    let per = |p: Option<stats::ProcStat>| {
+        p.map_or_else(
+            || "?".to_owned(),
+            |p| {
+                format!(
+                    "{:.2} µs {:.2} faults",
+                    p.cpu.as_secs_f64() * 1e6 / n as f64,
+                    p.minflt as f64 / n as f64
+                )
+            },
+        )
+    };
+    eprintln!(
+        "rep {rep} {label:<width$} {:>8} × {n}: {:.3} s, {} msg/s, {} MB/s; per msg: \
+         sender {}, receiver {}; loadavg {}",
+        fmt_size(size),
+        s.secs,
+        fmt_rate(n as f64 / s.secs),
+        fmt_mb(n as f64 * size as f64 / s.secs / 1e6),
+        per(s.sender),
+        per(s.receiver),
+        stats::loadavg()
+    );
 }
 
 /// The Rust receiver in its own process; killed by PID on drop.
@@ -586,30 +614,7 @@ fn main() -> Result<()> {
                 let d = dirs[(i + rep + pi) % dirs.len()];
                 std::thread::sleep(Duration::from_millis(100));
                 let s = b.throughput(d, size, n)?;
-                let per = |p: Option<stats::ProcStat>| {
-                    p.map_or_else(
-                        || "?".to_owned(),
-                        |p| {
-                            format!(
-                                "{:.2} µs {:.2} faults",
-                                p.cpu.as_secs_f64() * 1e6 / n as f64,
-                                p.minflt as f64 / n as f64
-                            )
-                        },
-                    )
-                };
-                eprintln!(
-                    "rep {rep} {:<16} {:>8} × {n}: {:.3} s, {} msg/s, {} MB/s; per msg: \
-                     sender {}, receiver {}; loadavg {}",
-                    d.label(),
-                    fmt_size(size),
-                    s.secs,
-                    fmt_rate(n as f64 / s.secs),
-                    fmt_mb(n as f64 * size as f64 / s.secs / 1e6),
-                    per(s.sender),
-                    per(s.receiver),
-                    stats::loadavg()
-                );
+                log_sample(rep, d.label(), 16, size, n, &s);
                 res.entry((d, pi)).or_default().push(s);
             }
         }

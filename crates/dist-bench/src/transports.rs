@@ -55,8 +55,8 @@ use test_support::erl::{erl_bin, ErlNode, TempDir};
 use test_support::{Daemon, Subject};
 
 use crate::{
-    compile_module, fmt_mb, fmt_rate, fmt_size, locate_epmdx, med_range, raw_tcp, rust_side, stats,
-    SinkChild,
+    compile_module, fmt_mb, fmt_rate, fmt_size, locate_epmdx, log_sample, med_range, raw_tcp,
+    rust_side, stats, Sample, SinkChild,
 };
 
 /// Bound on one throughput measurement.
@@ -188,14 +188,6 @@ impl Pair {
             Kind::Raw => format!("raw_{}", self.tr.short()),
         }
     }
-}
-
-/// One throughput measurement.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    secs: f64,
-    sender: Option<stats::ProcStat>,
-    receiver: Option<stats::ProcStat>,
 }
 
 /// The sender's policy: the transport named by the peer's name suffix,
@@ -750,30 +742,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
                 let n = ns[&(p, pi)];
                 std::thread::sleep(Duration::from_millis(100));
                 let s = b.throughput(p, size, n)?;
-                let per = |x: Option<stats::ProcStat>| {
-                    x.map_or_else(
-                        || "?".to_owned(),
-                        |x| {
-                            format!(
-                                "{:.2} µs {:.2} faults",
-                                x.cpu.as_secs_f64() * 1e6 / n as f64,
-                                x.minflt as f64 / n as f64
-                            )
-                        },
-                    )
-                };
-                eprintln!(
-                    "rep {rep} {:<28} {:>8} × {n}: {:.3} s, {} msg/s, {} MB/s; per msg: \
-                     sender {}, receiver {}; loadavg {}",
-                    p.label(),
-                    fmt_size(size),
-                    s.secs,
-                    fmt_rate(n as f64 / s.secs),
-                    fmt_mb(n as f64 * size as f64 / s.secs / 1e6),
-                    per(s.sender),
-                    per(s.receiver),
-                    stats::loadavg()
-                );
+                log_sample(rep, &p.label(), 28, size, n, &s);
                 res.entry((p, pi)).or_default().push(s);
             }
         }
