@@ -756,7 +756,7 @@ impl Node {
                 self.inner.deliver_exit(l, pid, reason.clone());
             } else if let Some(h) = self.inner.up(l.node.as_str()) {
                 let (c, pl) = build::exit(h.flags, pid, l, reason.clone());
-                h.try_send(conn::encode_packet(&c, pl.as_ref()));
+                self.inner.send_packet(&h, &c, pl.as_ref());
             }
         }
         for (watcher, r, named) in &p.monitored_by {
@@ -767,7 +767,7 @@ impl Node {
                 // The peer turns a name into {Name, ThisNode} itself.
                 let (c, pl) =
                     build::monitor_exit(h.flags, named.clone(), watcher, r, reason.clone());
-                h.try_send(conn::encode_packet(&c, pl.as_ref()));
+                self.inner.send_packet(&h, &c, pl.as_ref());
             }
         }
     }
