@@ -182,6 +182,15 @@ pub enum TransportError {
     /// A UDS offer without a usable path.
     #[error("invalid Unix socket path in EPMD extra data")]
     BadUdsPath,
+    /// A Unix socket or its directory that another user owns or can write
+    /// (see [`uds`]'s directory safety): refused, never used.
+    #[error("unsafe Unix socket path {path}: {reason}")]
+    UdsUnsafe {
+        /// The directory or socket.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl TransportError {
