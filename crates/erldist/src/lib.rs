@@ -24,11 +24,14 @@
 //! - [`mailbox`]: [`Mailbox`], send / receive / link / monitor.
 //! - [`control`]: distribution control messages (no I/O).
 //! - `conn`: handshake driving, framing, ticks, the reader and writer tasks.
+//! - [`admission`]: pending-handshake permits and the failed-cookie
+//!   lockout (no I/O).
 //! - [`cookie`]: the cookie from an option, `ERLANG_COOKIE` or
 //!   `~/.erlang.cookie`.
 //!
 //! Terms are [`erl_term::Term`]; the handshake is `dist-proto`'s.
 
+pub mod admission;
 mod conn;
 pub mod control;
 pub mod cookie;
