@@ -179,6 +179,9 @@ pub enum TransportError {
     /// Another live node already owns the Unix socket path.
     #[error("a node is already listening on {0}")]
     UdsInUse(PathBuf),
+    /// `gen-certs` would replace these files (pass `--force` to allow it).
+    #[error("refusing to overwrite {0}: a new CA makes every certificate the old one signed stop verifying; pass --force to replace them, or --ca/--ca-key to add node certificates signed by the existing CA")]
+    WouldOverwrite(String),
     /// A UDS offer without a usable path.
     #[error("invalid Unix socket path in EPMD extra data")]
     BadUdsPath,

@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{BoxStream, TransportError};
@@ -115,7 +115,7 @@ impl Tls {
         self.acceptor
             .accept(stream)
             .await
-            .map(|s| Box::new(s) as BoxStream)
+            .map(|s| Box::new(EofAsClose(s)) as BoxStream)
             .map_err(|e| TransportError::TlsHandshake {
                 peer: peer.to_owned(),
                 reason: e.to_string(),
@@ -140,7 +140,7 @@ impl Tls {
         self.connector
             .connect(name, stream)
             .await
-            .map(|s| Box::new(s) as BoxStream)
+            .map(|s| Box::new(EofAsClose(s)) as BoxStream)
             .map_err(|e| TransportError::TlsHandshake {
                 peer: host.to_owned(),
                 reason: e.to_string(),
@@ -148,15 +148,109 @@ impl Tls {
     }
 }
 
-/// Writes a development CA and a certificate for each node name into `dir`
-/// (`ca.pem`, `ca-key.pem`, `<name>.pem`, `<name>-key.pem`). Each node
-/// certificate carries `hosts` as SANs (DNS names or IP addresses) and can
-/// serve as client and server. For trying TLS distribution in a minute,
-/// not for production.
+/// A TLS stream whose unclean end (the peer closed TCP without sending
+/// `close_notify`, as OTP does when it rejects a cookie) reads as a plain end
+/// of stream. The distribution protocol frames every message with its
+/// length, so truncation is detected by it; and the handshake then reports
+/// the stage it was in ("closed while waiting for challenge_ack", which is
+/// how a cookie mismatch looks to the initiator) instead of a TLS error.
+struct EofAsClose<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for EofAsClose<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for EofAsClose<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// Which CA signs the certificates [`generate_certs`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// A new CA (`ca.pem`, `ca-key.pem` in the directory). An existing
+    /// `ca.pem` or `ca-key.pem` there is replaced only with `force`: every
+    /// certificate the old CA signed would stop verifying.
+    New {
+        /// Replace existing files.
+        force: bool,
+    },
+    /// An existing CA: node certificates are added, signed by it.
+    Existing {
+        /// The CA certificate, PEM.
+        cert: PathBuf,
+        /// Its private key, PEM.
+        key: PathBuf,
+        /// Replace existing node certificate files.
+        force: bool,
+    },
+}
+
+/// Writes a new development CA and a certificate for each node name into
+/// `dir`, refusing to replace existing files (see [`generate_certs`]).
 pub fn generate_dev_certs(
     dir: &Path,
     names: &[String],
     hosts: &[String],
+) -> Result<Vec<PathBuf>, TransportError> {
+    generate_certs(dir, names, hosts, &CaSource::New { force: false })
+}
+
+/// Writes a development CA and a certificate for each node name into `dir`
+/// (`ca.pem`, `ca-key.pem`, `<name>.pem`, `<name>-key.pem`). Each node
+/// certificate carries `hosts` as SANs (DNS names or IP addresses) and can
+/// serve as client and server. With [`CaSource::Existing`] only the node
+/// files are written, signed by that CA (whose key must match its
+/// certificate). No file is written if any would replace an existing one
+/// without `force`. For trying TLS distribution in a minute, not for
+/// production.
+pub fn generate_certs(
+    dir: &Path,
+    names: &[String],
+    hosts: &[String],
+    ca: &CaSource,
 ) -> Result<Vec<PathBuf>, TransportError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
@@ -177,22 +271,69 @@ pub fn generate_dev_certs(
         written.push(p);
         Ok(())
     };
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    // A distinct name per CA, so a certificate from another run is reported
-    // as an unknown issuer rather than a bad signature.
-    let mut nonce = [0u8; 4];
-    let _ = getrandom::fill(&mut nonce);
-    ca_params.distinguished_name.push(
-        DnType::CommonName,
-        format!("erldist development CA {:08x}", u32::from_be_bytes(nonce)),
-    );
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    write("ca.pem", ca_cert.pem(), false)?;
-    write("ca-key.pem", ca_key.serialize_pem(), true)?;
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let force = match ca {
+        CaSource::New { force } | CaSource::Existing { force, .. } => *force,
+    };
+    let mut outputs: Vec<PathBuf> = Vec::new();
+    if matches!(ca, CaSource::New { .. }) {
+        outputs.push(dir.join("ca.pem"));
+        outputs.push(dir.join("ca-key.pem"));
+    }
+    for name in names {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(TransportError::TlsConfig(format!(
+                "node name {name:?} cannot be a certificate file name"
+            )));
+        }
+        outputs.push(dir.join(format!("{name}.pem")));
+        outputs.push(dir.join(format!("{name}-key.pem")));
+    }
+    if !force {
+        let existing: Vec<String> = outputs
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(TransportError::WouldOverwrite(existing.join(", ")));
+        }
+    }
+    let ca_params;
+    let ca_key;
+    let issuer = match ca {
+        CaSource::New { .. } => {
+            ca_key = KeyPair::generate().map_err(err)?;
+            let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+            // A distinct name per CA, so a certificate from another run is
+            // reported as an unknown issuer rather than a bad signature.
+            let mut nonce = [0u8; 4];
+            let _ = getrandom::fill(&mut nonce);
+            params.distinguished_name.push(
+                DnType::CommonName,
+                format!("erldist development CA {:08x}", u32::from_be_bytes(nonce)),
+            );
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let ca_cert = params.self_signed(&ca_key).map_err(err)?;
+            ca_params = params;
+            write("ca.pem", ca_cert.pem(), false)?;
+            write("ca-key.pem", ca_key.serialize_pem(), true)?;
+            Issuer::from_params(&ca_params, &ca_key)
+        }
+        CaSource::Existing { cert, key, .. } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| TransportError::io(format!("read {}", p.display()), e))
+            };
+            let cert_pem = read(cert)?;
+            ca_key = KeyPair::from_pem(&read(key)?)
+                .map_err(|e| TransportError::TlsConfig(format!("CA key {}: {e}", key.display())))?;
+            check_ca_key(&cert_pem, &ca_key, cert, key)?;
+            Issuer::from_ca_cert_pem(&cert_pem, &ca_key).map_err(|e| {
+                TransportError::TlsConfig(format!("CA certificate {}: {e}", cert.display()))
+            })?
+        }
+    };
     for name in names {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::new(hosts.to_vec()).map_err(err)?;
@@ -212,4 +353,137 @@ pub fn generate_dev_certs(
         write(&format!("{name}-key.pem"), key.serialize_pem(), true)?;
     }
     Ok(written)
+}
+
+/// Checks that `key` is the key of the CA certificate in `cert_pem` (else
+/// every certificate signed with it would fail to verify, and only later).
+fn check_ca_key(
+    cert_pem: &str,
+    key: &rcgen::KeyPair,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), TransportError> {
+    let ca = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
+        TransportError::TlsConfig(format!("CA certificate {}: {e}", cert_path.display()))
+    })?;
+    // The certificate's SubjectPublicKeyInfo must hold exactly this key:
+    // look for the key's bits in the certificate.
+    let spki = key.public_key_raw();
+    if !ca.as_ref().windows(spki.len()).any(|w| w == spki) {
+        return Err(TransportError::TlsConfig(format!(
+            "CA key {} does not belong to CA certificate {}",
+            key_path.display(),
+            cert_path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).unwrap();
+        let d = std::env::temp_dir().join(format!(
+            "erldist-tls-unit-{tag}-{}-{:08x}",
+            std::process::id(),
+            u32::from_ne_bytes(b)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn files(dir: &Path, node: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{node}.pem")),
+            key: dir.join(format!("{node}-key.pem")),
+            ca: dir.join("ca.pem"),
+        }
+    }
+
+    #[test]
+    fn gen_certs_refuses_to_replace_a_ca_without_force() {
+        let d = tmpdir("force");
+        let hosts = names(&["localhost"]);
+        generate_certs(&d, &names(&["a"]), &hosts, &CaSource::New { force: false }).unwrap();
+        let ca_before = std::fs::read(d.join("ca.pem")).unwrap();
+        let e = generate_certs(&d, &names(&["b"]), &hosts, &CaSource::New { force: false })
+            .unwrap_err();
+        assert!(matches!(e, TransportError::WouldOverwrite(_)), "{e}");
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
+        // Nothing was written, not even b's files.
+        assert_eq!(std::fs::read(d.join("ca.pem")).unwrap(), ca_before);
+        assert!(!d.join("b.pem").exists());
+        // With force the CA is replaced.
+        generate_certs(&d, &names(&["b"]), &hosts, &CaSource::New { force: true }).unwrap();
+        assert_ne!(std::fs::read(d.join("ca.pem")).unwrap(), ca_before);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn gen_certs_adds_node_certificates_signed_by_an_existing_ca() {
+        let d = tmpdir("existing");
+        let hosts = names(&["localhost"]);
+        generate_certs(&d, &names(&["a"]), &hosts, &CaSource::New { force: false }).unwrap();
+        let ca_before = std::fs::read(d.join("ca.pem")).unwrap();
+        let existing = CaSource::Existing {
+            cert: d.join("ca.pem"),
+            key: d.join("ca-key.pem"),
+            force: false,
+        };
+        let written = generate_certs(&d, &names(&["b"]), &hosts, &existing).unwrap();
+        assert_eq!(written, vec![d.join("b.pem"), d.join("b-key.pem")]);
+        assert_eq!(std::fs::read(d.join("ca.pem")).unwrap(), ca_before);
+        // b's certificate chains to the CA that signed a's: a TLS
+        // handshake between them succeeds.
+        let a = Tls::load(&files(&d, "a")).unwrap();
+        let b = Tls::load(&files(&d, "b")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (x, y) = tokio::io::duplex(64 * 1024);
+            let (c, s) = tokio::join!(a.connect(x, "localhost"), b.accept(y, "a"));
+            c.unwrap();
+            s.unwrap();
+        });
+        // Adding b again needs force.
+        let e = generate_certs(&d, &names(&["b"]), &hosts, &existing).unwrap_err();
+        assert!(matches!(e, TransportError::WouldOverwrite(_)), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn gen_certs_rejects_a_ca_key_that_is_not_the_certificates() {
+        let d1 = tmpdir("k1");
+        let d2 = tmpdir("k2");
+        let hosts = names(&["localhost"]);
+        generate_certs(&d1, &names(&["a"]), &hosts, &CaSource::New { force: false }).unwrap();
+        generate_certs(&d2, &names(&["a"]), &hosts, &CaSource::New { force: false }).unwrap();
+        let out = tmpdir("k3");
+        let e = generate_certs(
+            &out,
+            &names(&["c"]),
+            &hosts,
+            &CaSource::Existing {
+                cert: d1.join("ca.pem"),
+                key: d2.join("ca-key.pem"),
+                force: false,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        assert!(!out.join("c.pem").exists());
+        for d in [d1, d2, out] {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+    }
 }
