@@ -26,6 +26,7 @@
 //! - `conn`: handshake driving, framing, ticks, the reader and writer tasks.
 //! - [`admission`]: pending-handshake permits and the failed-cookie
 //!   lockout (no I/O).
+//! - [`logfmt`]: terms printed for logs, bounded in size and work.
 //! - [`cookie`]: the cookie from an option, `ERLANG_COOKIE` or
 //!   `~/.erlang.cookie`.
 //!
@@ -35,6 +36,7 @@ pub mod admission;
 mod conn;
 pub mod control;
 pub mod cookie;
+pub mod logfmt;
 pub mod mailbox;
 pub mod node;
 pub mod policy;
