@@ -305,35 +305,77 @@ pub struct RulePolicy {
     nets: Vec<Cidr>,
 }
 
-fn protos(names: &[String]) -> Result<Vec<Proto>, String> {
-    names.iter().map(|n| n.parse()).collect()
+/// A [`RuleConfig`] that cannot be used, naming the setting (its key in the
+/// `[policy]` table). A node refuses to start with one: a typo in a
+/// TLS-only rule must not quietly mean plain TCP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy setting {setting}: {reason}")]
+pub struct PolicyError {
+    /// The setting, e.g. `same_host` or `rule[2].cidr`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn protos(setting: &str, names: &[String]) -> Result<Vec<Proto>, PolicyError> {
+    let mut out: Vec<Proto> = Vec::with_capacity(names.len());
+    for n in names {
+        let p: Proto = n.parse().map_err(|reason| PolicyError {
+            setting: setting.to_owned(),
+            reason,
+        })?;
+        if out.contains(&p) {
+            return Err(PolicyError {
+                setting: setting.to_owned(),
+                reason: format!("transport {n:?} listed twice"),
+            });
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 impl RulePolicy {
     /// Builds the policy, reading this host's interfaces now.
-    pub fn new(cfg: &RuleConfig) -> Result<Self, String> {
+    pub fn new(cfg: &RuleConfig) -> Result<Self, PolicyError> {
         Self::with_networks(cfg, local_networks())
     }
 
     /// Builds the policy against given local networks (for tests).
-    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, String> {
+    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, PolicyError> {
         let rules = cfg
             .rules
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
+                let at = |key: &str| format!("rule[{}].{key}", i + 1);
                 let m = match (&r.node, &r.cidr) {
+                    (Some(n), None) if n.is_empty() => {
+                        return Err(PolicyError {
+                            setting: at("node"),
+                            reason: "empty node-name pattern".into(),
+                        })
+                    }
                     (Some(n), None) => Matcher::Node(n.clone()),
-                    (None, Some(c)) => Matcher::Cidr(c.parse()?),
-                    _ => return Err("a rule needs exactly one of `node` or `cidr`".to_owned()),
+                    (None, Some(c)) => Matcher::Cidr(c.parse().map_err(|reason| PolicyError {
+                        setting: at("cidr"),
+                        reason,
+                    })?),
+                    _ => {
+                        return Err(PolicyError {
+                            setting: format!("rule[{}]", i + 1),
+                            reason: "a rule needs exactly one of `node` or `cidr`".into(),
+                        })
+                    }
                 };
-                Ok((m, protos(&r.transports)?))
+                Ok((m, protos(&at("use"), &r.transports)?))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PolicyError>>()?;
         Ok(Self {
             rules,
-            same_host: protos(&cfg.same_host)?,
-            same_subnet: protos(&cfg.same_subnet)?,
-            other: protos(&cfg.other)?,
+            same_host: protos("same_host", &cfg.same_host)?,
+            same_subnet: protos("same_subnet", &cfg.same_subnet)?,
+            other: protos("other", &cfg.other)?,
             nets,
         })
     }
@@ -532,6 +574,28 @@ mod tests {
         assert!(!glob("a*b*c", "axxbyy"));
         assert!(glob("*", "anything"));
         assert!(glob("n@h", "n@h"));
+    }
+
+    #[test]
+    fn malformed_settings_are_named() {
+        let err = |text: &str| {
+            let cfg: RuleConfig = toml::from_str(text).unwrap();
+            RulePolicy::with_networks(&cfg, vec![])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("same_host = [\"inet_tpc\"]");
+        assert!(e.contains("same_host") && e.contains("inet_tpc"), "{e}");
+        let e = err("same_subnet = [\"inet_tcp\", \"inet_tcp\"]");
+        assert!(e.contains("same_subnet") && e.contains("twice"), "{e}");
+        let e = err("[[rule]]\nnode = \"a*\"\nuse = [\"inet_tls\"]\n[[rule]]\ncidr = \"10.0.0.0/33\"\nuse = []");
+        assert!(e.contains("rule[2].cidr"), "{e}");
+        let e = err("[[rule]]\nnode = \"a*\"\nuse = [\"tls\"]");
+        assert!(e.contains("rule[1].use") && e.contains("\"tls\""), "{e}");
+        let e = err("[[rule]]\nnode = \"\"\nuse = []");
+        assert!(e.contains("rule[1].node"), "{e}");
+        let e = err("[[rule]]\nnode = \"a\"\ncidr = \"10.0.0.0/8\"\nuse = []");
+        assert!(e.contains("rule[1]") && e.contains("exactly one"), "{e}");
     }
 
     #[test]

@@ -165,6 +165,17 @@ pub enum TransportError {
     /// TLS configuration (files, keys) is unusable.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
+    /// A TLS file that cannot be used; `setting` is its key in the `[tls]`
+    /// table / field of [`tls::TlsFiles`] (`cert`, `key` or `ca`).
+    #[error("TLS {setting} {path}: {reason}")]
+    TlsFile {
+        /// `cert`, `key` or `ca`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A TLS listener or connection without TLS configuration.
     #[error("transport {0} needs TLS certificates (--tls-cert, --tls-key, --tls-ca)")]
     NoTls(Proto),
