@@ -36,6 +36,15 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+impl TlsFiles {
+    /// Loads the files as a node would at start, to report an unusable one
+    /// ([`TransportError::TlsFile`] names `cert`, `key` or `ca`) before
+    /// anything else happens.
+    pub fn validate(&self) -> Result<(), TransportError> {
+        Tls::load(self).map(|_| ())
+    }
+}
+
 /// Ready-to-use client and server configurations.
 #[derive(Clone)]
 pub(crate) struct Tls {
