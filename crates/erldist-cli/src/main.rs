@@ -7,12 +7,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use erl_term::Term;
+use erldist::logfmt::Truncated;
+use erldist::policy::PolicyError;
 use erldist::policy::{FirstOffered, Rule, RuleConfig, RulePolicy, SelectionPolicy};
-use erldist::transport::tls::TlsFiles;
-use erldist::transport::ListenSpec;
+use erldist::transport::tls::{CaSource, TlsFiles};
+use erldist::transport::{ListenSpec, TransportError};
 use erldist::{Node, NodeConfig};
 use serde::Deserialize;
-use tracing::info;
+use tracing::{debug, enabled, info, Level};
 
 /// A Rust Erlang-distribution node.
 ///
@@ -128,7 +130,9 @@ fn parse_rule(text: &str) -> Result<Rule> {
     let (lhs, uses) = text
         .rsplit_once(':')
         .filter(|(l, _)| l.starts_with("node=") || l.starts_with("cidr="))
-        .with_context(|| format!("rule {text:?}: expected node=GLOB:t1,t2 or cidr=NET:t1,t2"))?;
+        .with_context(|| {
+            format!("--rule {text:?}: expected node=GLOB:t1,t2 or cidr=NET/LEN:t1,t2")
+        })?;
     let transports = uses
         .split(',')
         .filter(|t| !t.is_empty())
@@ -137,7 +141,7 @@ fn parse_rule(text: &str) -> Result<Rule> {
     let (node, cidr) = match lhs.split_once('=') {
         Some(("node", g)) => (Some(g.to_owned()), None),
         Some(("cidr", c)) => (None, Some(c.to_owned())),
-        _ => bail!("rule {text:?}: expected node= or cidr="),
+        _ => bail!("--rule {text:?}: expected node= or cidr="),
     };
     Ok(Rule {
         node,
@@ -161,20 +165,51 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         cfg.uds_dir = d;
     }
     cfg.failover = !o.no_failover && file.failover.unwrap_or(true);
-    let tls = match (&o.tls_cert, &o.tls_key, &o.tls_ca, &file.tls) {
-        (Some(cert), Some(key), Some(ca), _) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            ca: ca.clone(),
-        }),
-        (None, None, None, Some(t)) => Some(TlsFiles {
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            ca: t.ca.clone(),
-        }),
-        (None, None, None, None) => None,
+    let file_name = o
+        .config
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    let (tls, from_flags) = match (&o.tls_cert, &o.tls_key, &o.tls_ca, &file.tls) {
+        (Some(cert), Some(key), Some(ca), _) => (
+            Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            true,
+        ),
+        (None, None, None, Some(t)) => (
+            Some(TlsFiles {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                ca: t.ca.clone(),
+            }),
+            false,
+        ),
+        (None, None, None, None) => (None, false),
         _ => bail!("--tls-cert, --tls-key and --tls-ca go together"),
     };
+    // Fail closed, naming the setting: an unusable certificate, key or CA
+    // stops the node here rather than at the first TLS connection.
+    if let Some(t) = &tls {
+        if let Err(e) = t.validate() {
+            match e {
+                TransportError::TlsFile {
+                    setting,
+                    path,
+                    reason,
+                } => {
+                    let what = if from_flags {
+                        format!("--tls-{setting}")
+                    } else {
+                        format!("[tls] {setting} in {file_name}")
+                    };
+                    bail!("{what} {}: {reason}", path.display());
+                }
+                other => bail!("TLS settings: {other}"),
+            }
+        }
+    }
     cfg.tls = tls;
     // Any rule-policy flag selects the rule policy (and contradicts `first`).
     let rule_flags = !o.rule.is_empty()
@@ -200,13 +235,16 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
             if !o.other.is_empty() {
                 rc.other = o.other.clone();
             }
+            let file_rules = rc.rules.len();
             for r in &o.rule {
                 rc.rules.push(parse_rule(r)?);
             }
-            Arc::new(RulePolicy::new(&rc).map_err(anyhow::Error::msg)?)
+            let policy = RulePolicy::new(&rc)
+                .map_err(|e| anyhow::anyhow!(policy_setting(&e, o, file_rules, &file_name)))?;
+            Arc::new(policy)
         }
         None => Arc::new(FirstOffered),
-        Some(other) => bail!("unknown policy {other:?} (first or rules)"),
+        Some(other) => bail!("--policy {other:?}: unknown policy (first or rules)"),
     };
     cfg.policy = policy;
     let listen = file
@@ -223,6 +261,27 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         }
     }
     Ok(listen)
+}
+
+/// Names the flag or file setting a [`PolicyError`] is about.
+fn policy_setting(e: &PolicyError, o: &TransportOpts, file_rules: usize, file: &str) -> String {
+    let flag = match e.setting.as_str() {
+        "same_host" if !o.same_host.is_empty() => Some("--same-host".to_owned()),
+        "same_subnet" if !o.same_subnet.is_empty() => Some("--same-subnet".to_owned()),
+        "other" if !o.other.is_empty() => Some("--other".to_owned()),
+        s => s
+            .strip_prefix("rule[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n > file_rules)
+            .and_then(|n| o.rule.get(n - file_rules - 1))
+            .map(|text| format!("--rule {text:?}")),
+    };
+    match flag {
+        Some(f) => format!("{f}: {}", e.reason),
+        None if file.is_empty() => format!("policy {}: {}", e.setting, e.reason),
+        None => format!("[policy] {} in {file}: {}", e.setting, e.reason),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +361,17 @@ enum Cmd {
         /// Repeatable; default localhost, 127.0.0.1, ::1 and this host.
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Replace existing files (a new CA makes every certificate the
+        /// old one signed stop verifying).
+        #[arg(long)]
+        force: bool,
+        /// Sign with this existing CA certificate instead of making a new
+        /// CA (needs --ca-key).
+        #[arg(long, requires = "ca_key")]
+        ca: Option<PathBuf>,
+        /// The existing CA's private key.
+        #[arg(long, requires = "ca")]
+        ca_key: Option<PathBuf>,
     },
 }
 
@@ -383,26 +453,50 @@ async fn run(cli: Cli) -> Result<i32> {
                     ", registered with ALIVE2"
                 }
             );
-            loop {
-                tokio::select! {
-                    m = echo.recv() => {
-                        let Some(m) = m else { break };
-                        info!("echo received {m}");
-                        if let Term::Tuple(e) = &m {
-                            if let [Term::Pid(to), msg] = e.as_slice() {
-                                if let Err(err) = echo.send(to, msg.clone()).await {
+            // The echo loop runs in its own task, so however long a send
+            // waits (a slow peer) signals are still served here.
+            let echo_task = tokio::spawn(async move {
+                while let Some(m) = echo.recv().await {
+                    // Contents only at debug level, and bounded: a term from
+                    // a peer can be any size (see erldist::logfmt).
+                    if enabled!(Level::DEBUG) {
+                        debug!("echo received {}", Truncated::new(&m));
+                    }
+                    if let Term::Tuple(mut e) = m {
+                        if e.len() == 2 {
+                            let msg = e.pop().unwrap_or(Term::Nil);
+                            if let Some(Term::Pid(to)) = e.pop() {
+                                if let Err(err) = echo.send(&to, msg).await {
                                     info!("echo reply to {to:?} failed: {err}");
                                 }
                             }
                         }
                     }
+                }
+            });
+            loop {
+                tokio::select! {
                     ev = events.recv() => {
-                        if let Ok(ev) = ev { info!("{ev:?}"); }
+                        match ev {
+                            Ok(ev) => info!("{ev:?}"),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                info!("{n} connection events not shown");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                // No more events: wait for a signal only.
+                                tokio::select! {
+                                    _ = int.recv() => {},
+                                    _ = term.recv() => {},
+                                }
+                                break;
+                            }
+                        }
                     }
                     _ = int.recv() => break,
                     _ = term.recv() => break,
                 }
             }
+            echo_task.abort();
             node.stop();
             // Let the listener tasks drop their sockets (the Unix socket
             // file is removed then).
@@ -498,7 +592,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Cmd::GenCerts { dir, nodes, hosts } => {
+        Cmd::GenCerts {
+            dir,
+            nodes,
+            hosts,
+            force,
+            ca,
+            ca_key,
+        } => {
             let hosts = if hosts.is_empty() {
                 vec![
                     "localhost".to_owned(),
@@ -509,7 +610,15 @@ async fn run(cli: Cli) -> Result<i32> {
             } else {
                 hosts.clone()
             };
-            for p in erldist::transport::tls::generate_dev_certs(dir, nodes, &hosts)? {
+            let source = match (ca, ca_key) {
+                (Some(cert), Some(key)) => CaSource::Existing {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    force: *force,
+                },
+                _ => CaSource::New { force: *force },
+            };
+            for p in erldist::transport::tls::generate_certs(dir, nodes, &hosts, &source)? {
                 println!("{}", p.display());
             }
             Ok(0)

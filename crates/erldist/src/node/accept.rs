@@ -1,64 +1,28 @@
-//! The listeners: accepting connections, the pending-handshake bound and
-//! the failed-handshake limiter.
+//! The listeners: accepting connections and admitting handshakes through
+//! [`crate::admission`] (pending-handshake permits per source and in total,
+//! a short deadline, the failed-cookie lockout per address and claimed
+//! name), and watching the Unix socket file.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dist_proto::{Acceptor, HandshakeError, PeerCheck};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::{lock, Inner};
+use crate::admission::{Admission, Admit};
 use crate::conn::{self, ConnError};
 use crate::transport::{uds, BoxStream, Proto};
 
-/// Bounds failed handshakes per address (cookie guessing).
-#[derive(Debug, Default)]
-pub(super) struct Failures {
-    by_ip: HashMap<IpAddr, (u32, Instant)>,
-}
+/// The admission table shared by a node's listeners; an evicted handshake
+/// is told through its sender.
+pub(super) type SharedAdmission = Arc<Mutex<Admission<oneshot::Sender<()>>>>;
 
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-const MAX_TRACKED_ADDRESSES: usize = 4096;
-
-impl Failures {
-    fn blocked(&mut self, ip: IpAddr, limit: u32, now: Instant) -> bool {
-        match self.by_ip.get(&ip) {
-            Some(&(n, since)) if now.duration_since(since) < FAILURE_WINDOW => n >= limit,
-            Some(_) => {
-                self.by_ip.remove(&ip);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn record(&mut self, ip: IpAddr, now: Instant) {
-        if self.by_ip.len() >= MAX_TRACKED_ADDRESSES && !self.by_ip.contains_key(&ip) {
-            // Forget expired windows first; if none, the oldest one.
-            self.by_ip
-                .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
-            if self.by_ip.len() >= MAX_TRACKED_ADDRESSES {
-                if let Some(oldest) = self
-                    .by_ip
-                    .iter()
-                    .min_by_key(|(_, (_, since))| *since)
-                    .map(|(k, _)| *k)
-                {
-                    self.by_ip.remove(&oldest);
-                }
-            }
-        }
-        let e = self.by_ip.entry(ip).or_insert((0, now));
-        if now.duration_since(e.1) >= FAILURE_WINDOW {
-            *e = (0, now);
-        }
-        e.0 += 1;
-    }
-}
+/// How often a Unix listener checks that its socket file is still there.
+const UDS_WATCH: Duration = Duration::from_millis(500);
 
 /// A bound listener of one transport.
 #[derive(Debug)]
@@ -97,18 +61,36 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Ok((Box::new(s), Some(peer)))
             }
-            Self::Uds(u) => {
-                let (s, _) = u.listener.accept().await?;
-                Ok((Box::new(s), None))
-            }
+            // Checks the directory and the client's credentials first.
+            Self::Uds(u) => Ok((Box::new(u.accept().await?), None)),
         }
     }
 }
 
-pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: Arc<Semaphore>) {
+/// Accepts connections until the node stops (or, for a Unix socket, until
+/// its file is gone: then the `uds` transport is unregistered).
+pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission: SharedAdmission) {
     let proto = listener.proto();
+    let mut watch = tokio::time::interval(UDS_WATCH);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = watch.tick(), if matches!(listener, Listener::Uds(_)) => {
+                if let Listener::Uds(u) = &listener {
+                    if !u.still_ours() {
+                        warn!(
+                            "Unix socket {} was deleted or replaced: unregistering the uds transport",
+                            u.path.display()
+                        );
+                        inner.unregister_transport(Proto::Uds).await;
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 warn!("accept failed on {proto}: {e}");
@@ -117,37 +99,52 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: 
             }
         };
         let ip = peer.map(|p| p.ip());
-        if let Some(ip) = ip {
-            if lock(&inner.failures).blocked(ip, inner.cfg.max_failures_per_minute, Instant::now())
-            {
-                debug!(%ip, "refused: too many failed handshakes from this address");
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let now = Instant::now();
+        let ticket = match lock(&admission).admit(ip, now, cancel_tx) {
+            Admit::Accepted { ticket, evicted } => {
+                if let Some(ev) = evicted {
+                    debug!("pending handshakes full: closed the oldest silent one");
+                    let _ = ev.send(());
+                }
+                ticket
+            }
+            Admit::SourceFull { source, limit } => {
+                debug!(
+                    ?peer,
+                    "refused: {source:?} already has {limit} handshakes pending"
+                );
                 continue;
             }
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(?peer, "refused: too many handshakes in progress");
-            continue;
         };
         let inner = inner.clone();
+        let admission = admission.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let deadline = inner.cfg.admission.handshake_time.min(inner.cfg.setup_time);
             let who = peer.map_or_else(|| "local socket".to_owned(), |p| p.to_string());
             let reserved: Mutex<Option<String>> = Mutex::new(None);
+            let claimed: Mutex<Option<String>> = Mutex::new(None);
             let setup = async {
                 let mut stream = if proto.is_tls() {
-                    let tls = inner.tls.as_ref().ok_or(ConnError::Closed)?;
+                    let tls = inner.tls.as_ref().ok_or((ConnError::Closed, None))?;
                     tls.accept(stream, &who).await.map_err(|e| {
-                        ConnError::Io(std::io::Error::new(
-                            std::io::ErrorKind::PermissionDenied,
-                            e.to_string(),
-                        ))
+                        (
+                            ConnError::Io(std::io::Error::new(
+                                std::io::ErrorKind::PermissionDenied,
+                                e.to_string(),
+                            )),
+                            None,
+                        )
                     })?
                 } else {
                     stream
                 };
                 let a = Acceptor::new(inner.handshake_config(proto), Instant::now())
-                    .map_err(|e| ConnError::Decode(e.to_string()))?;
+                    .map_err(|e| (ConnError::Decode(e.to_string()), None))?;
                 let check = |name: &str| {
+                    // The peer named itself: no longer a silent socket.
+                    lock(&admission).progressed(ticket);
+                    *lock(&claimed) = Some(name.to_owned());
                     let c = inner.peer_check(name);
                     if c == PeerCheck::Free {
                         *lock(&reserved) = Some(name.to_owned());
@@ -155,48 +152,70 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, permits: 
                     c
                 };
                 match conn::accept(&mut stream, a, check).await {
-                    Ok(est) => Ok::<_, ConnError>((stream, est)),
+                    Ok(est) => Ok((stream, est)),
                     Err(e) => {
                         // Drop the reservation while the socket is still
                         // open: a peer retrying at once must find it gone.
                         if let Some(name) = lock(&reserved).take() {
                             inner.clear_accepting(&name);
                         }
-                        Err(e)
+                        Err((e, Some(stream)))
                     }
                 }
             };
-            let result = tokio::time::timeout(inner.cfg.setup_time, setup).await;
-            if !matches!(result, Ok(Ok(_))) {
+            let result = tokio::select! {
+                r = tokio::time::timeout(deadline, setup) => Some(r),
+                _ = cancel_rx => None,
+            };
+            lock(&admission).finish(ticket);
+            if !matches!(result, Some(Ok(Ok(_)))) {
                 if let Some(name) = lock(&reserved).take() {
                     inner.clear_accepting(&name);
                 }
             }
+            let claimed = lock(&claimed).take();
             match result {
-                Ok(Ok((stream, est))) => {
+                Some(Ok(Ok((stream, est)))) => {
+                    if let Some(ip) = ip {
+                        lock(&admission).record_success(ip, &est.peer_name);
+                    }
                     inner.install(stream, est, proto.name());
                 }
-                Ok(Err(e)) => {
-                    let counts = matches!(
-                        e,
-                        ConnError::Handshake(
-                            HandshakeError::WrongCookie
-                                | HandshakeError::BadMessage(_)
-                                | HandshakeError::FrameTooLarge { .. }
-                                | HandshakeError::Timeout { .. }
-                        ) | ConnError::Io(_)
-                    );
-                    if let (true, Some(ip)) = (counts, ip) {
-                        lock(&inner.failures).record(ip, Instant::now());
+                Some(Ok(Err((ConnError::Handshake(HandshakeError::WrongCookie), stream)))) => {
+                    let name = claimed.unwrap_or_default();
+                    // Held only if the pair was already locked out before
+                    // this attempt: the first `max_failures` are answered
+                    // at once.
+                    let locked = ip.is_some_and(|ip| {
+                        let mut a = lock(&admission);
+                        let was = a.locked_out(ip, &name, Instant::now());
+                        a.record_failure(ip, &name, Instant::now());
+                        was
+                    });
+                    warn!(peer = %who, transport = %proto, claimed = %name, "incoming handshake failed: wrong cookie");
+                    if locked {
+                        // Too many wrong cookies from this address under
+                        // this name: answer slowly (hold the socket until
+                        // the deadline), which bounds the guessing rate.
+                        // A correct digest is never delayed.
+                        debug!(peer = %who, claimed = %name, "locked out: holding the socket");
+                        let rest = deadline.saturating_sub(now.elapsed());
+                        tokio::time::sleep(rest).await;
                     }
-                    info!(peer = %who, transport = %proto, "incoming handshake failed: {e}");
+                    drop(stream);
                 }
-                Err(_) => {
-                    if let Some(ip) = ip {
-                        lock(&inner.failures).record(ip, Instant::now());
+                Some(Ok(Err((e, _)))) => match claimed {
+                    Some(name) => {
+                        info!(peer = %who, transport = %proto, claimed = %name, "incoming handshake failed: {e}");
                     }
-                    info!(peer = %who, transport = %proto, "incoming handshake timed out");
+                    None => {
+                        debug!(peer = %who, transport = %proto, "incoming handshake failed: {e}")
+                    }
+                },
+                Some(Err(_)) => {
+                    debug!(peer = %who, transport = %proto, "incoming handshake timed out");
                 }
+                None => debug!(peer = %who, transport = %proto, "incoming handshake evicted"),
             }
         });
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use dist_proto::flags;
 use epmd_client::ClientError;
 
+use crate::admission::AdmissionConfig;
 use crate::conn::ConnError;
 use crate::policy::{FirstOffered, SelectionPolicy};
 use crate::transport::tls::TlsFiles;
@@ -44,11 +45,11 @@ pub struct NodeConfig {
     pub net_ticktime: Duration,
     /// Bound on one connection set-up (lookup, connect, handshake).
     pub setup_time: Duration,
-    /// Most handshakes in progress on the listener at once.
-    pub max_pending_handshakes: usize,
-    /// Failed handshakes allowed per peer address per minute before its
-    /// connections are refused for the rest of that minute.
-    pub max_failures_per_minute: u32,
+    /// Incoming handshakes: pending permits per source and in total, the
+    /// deadline of one incoming handshake (at most `setup_time`), and the
+    /// failed-cookie lockout per (address, claimed name); see
+    /// [`crate::admission`].
+    pub admission: AdmissionConfig,
 }
 
 impl NodeConfig {
@@ -67,8 +68,7 @@ impl NodeConfig {
             epmd_port: epmd_port_from_env(),
             net_ticktime: Duration::from_secs(60),
             setup_time: Duration::from_secs(7),
-            max_pending_handshakes: 64,
-            max_failures_per_minute: 10,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -115,6 +115,13 @@ pub enum NodeError {
         peer: String,
         /// Why.
         cause: ConnError,
+    },
+    /// The peer closed the connection right after our challenge reply,
+    /// which is how a node rejects a wrong digest: the cookies differ.
+    #[error("connection to {peer} failed: cookie mismatch: {peer} closed the connection after our challenge reply")]
+    CookieMismatch {
+        /// The peer node.
+        peer: String,
     },
     /// No answer in time.
     #[error("timed out")]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dist_proto::Connector;
+use dist_proto::{Connector, HandshakeError, Stage};
 use epmd_client::{Client, Lookup};
 use tracing::{debug, warn};
 
@@ -157,6 +157,17 @@ impl Inner {
                                 reason: e.to_string(),
                             }
                             .into())
+                        }
+                        // A node that rejects our digest closes without a
+                        // word (OTP and erldist alike; inside TLS without
+                        // close_notify, which the TLS stream reads as the
+                        // end): a cookie mismatch, whatever the transport.
+                        Err(ConnError::Handshake(HandshakeError::Closed {
+                            stage: Stage::ChallengeAck,
+                        })) => {
+                            return Err(NodeError::CookieMismatch {
+                                peer: peer.to_owned(),
+                            })
                         }
                         Err(cause) => {
                             return Err(NodeError::Connect {

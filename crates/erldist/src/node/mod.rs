@@ -25,14 +25,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use dist_proto::HandshakeConfig;
 use erl_term::{Atom, Pid, Reference};
-use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::info;
 
 use crate::mailbox::Mailbox;
 use crate::transport::tls::Tls;
 use crate::transport::{tcp, uds, Proto, TransportError};
 
-use accept::{accept_loop, Failures, Listener};
+use accept::{accept_loop, Listener, SharedAdmission};
 use conns::Slot;
 use procs::{key, Proc};
 use registration::{register, Registration};
@@ -48,7 +48,6 @@ pub(crate) struct Inner {
     events: broadcast::Sender<NodeEvent>,
     next_id: AtomicU32,
     next_ref: AtomicU64,
-    failures: Mutex<Failures>,
     listen_port: Option<u16>,
     /// What this node listens on: (transport, port, extra).
     transports: Vec<(Proto, u16, Vec<u8>)>,
@@ -160,7 +159,6 @@ impl Node {
             events: broadcast::channel(256).0,
             next_id: AtomicU32::new(1),
             next_ref: AtomicU64::new(1),
-            failures: Mutex::new(Failures::default()),
             listen_port,
             transports,
             tls,
@@ -169,9 +167,11 @@ impl Node {
             cfg,
         });
         let node = Self { inner };
-        let permits = Arc::new(Semaphore::new(node.inner.cfg.max_pending_handshakes));
+        let admission: SharedAdmission = Arc::new(Mutex::new(crate::admission::Admission::new(
+            node.inner.cfg.admission.clone(),
+        )));
         for l in listeners {
-            let t = tokio::spawn(accept_loop(node.inner.clone(), l, permits.clone()));
+            let t = tokio::spawn(accept_loop(node.inner.clone(), l, admission.clone()));
             lock(&node.inner.tasks).push(t.abort_handle());
         }
         node.spawn_services()?;

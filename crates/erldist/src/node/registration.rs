@@ -11,7 +11,7 @@ use crate::transport::{Proto, TransportError};
 #[derive(Debug)]
 pub(super) enum Registration {
     /// Through the epmdx extension (ALIVE3), on its own connection.
-    Extended(#[allow(dead_code)] epmd_client::ExtRegistration),
+    Extended(epmd_client::ExtRegistration),
     /// Plain ALIVE2 against a stock EPMD.
     Legacy(#[allow(dead_code)] epmd_client::Registration),
 }
@@ -72,5 +72,29 @@ pub(super) async fn register(
             Ok((reg.creation(), Registration::Legacy(reg)))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+impl super::Inner {
+    /// Withdraws one transport from the EPMD registration (the others stay
+    /// registered), e.g. the `uds` one when its socket file is gone. A
+    /// plain ALIVE2 registration never carries a Unix socket, so there is
+    /// nothing to withdraw from it.
+    pub(super) async fn unregister_transport(&self, proto: Proto) {
+        // Taken out for the await (a std mutex is not held across it). If
+        // the node stops meanwhile, it aborts this task: the registration
+        // is dropped, which unregisters everything, as stopping should.
+        let taken = super::lock(&self.registration).take();
+        let Some(mut reg) = taken else { return };
+        if let Registration::Extended(r) = &mut reg {
+            match r.remove(proto.name()).await {
+                Ok(()) => tracing::info!("unregistered transport {proto} from epmd"),
+                Err(e) => warn!("could not unregister transport {proto} from epmd: {e}"),
+            }
+        }
+        let mut slot = super::lock(&self.registration);
+        if slot.is_none() {
+            *slot = Some(reg);
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use erl_term::{Atom, Pid, Term};
-use tracing::info;
+use tracing::debug;
 
 use super::{atom, lock, Node, NodeError};
 use crate::mailbox::Mailbox;
@@ -174,8 +174,9 @@ async fn answer_io_request(mb: &Mailbox, e: &[Term]) {
     };
     let reply = match &e[3] {
         Term::Tuple(r) if r.first() == Some(&Term::atom("put_chars")) => {
+            // Output is message contents: debug level only, bounded.
             if let Some(chars) = r.last() {
-                info!("remote output: {chars}");
+                debug!("remote output: {}", crate::logfmt::Truncated::new(chars));
             }
             Term::atom("ok")
         }

@@ -179,9 +179,6 @@ fn choose_dir(dir: &Path, is_default: bool, tmp: &Path) -> Result<PathBuf, Trans
 /// A bound Unix socket that removes its file when dropped (if the file is
 /// still the one it bound).
 #[derive(Debug)]
-// TEMP(erldist-harden): `dir` and `accept` are used by the node's accept
-// loop once node.rs is split; until then only the tests use them.
-#[allow(dead_code)]
 pub(crate) struct UdsListener {
     pub(crate) listener: UnixListener,
     pub(crate) path: PathBuf,
@@ -191,7 +188,6 @@ pub(crate) struct UdsListener {
     id: (u64, u64),
 }
 
-#[allow(dead_code)]
 impl UdsListener {
     /// Whether the socket file is still the one this listener bound.
     pub(crate) fn still_ours(&self) -> bool {
