@@ -80,8 +80,9 @@ struct TransportOpts {
     /// The CA that signs every node's certificate (PEM).
     #[arg(long, global = true)]
     tls_ca: Option<PathBuf>,
-    /// Directory for the Unix socket (default $XDG_RUNTIME_DIR/erldist or
-    /// /tmp/erldist-<uid>).
+    /// Directory for the Unix socket (default $ERLDIST_UDS_DIR, else
+    /// $XDG_RUNTIME_DIR/erldist, else /run/user/<uid>/erldist, else
+    /// $TMPDIR/erldist-<uid>; see docs/transports.md section 2).
     #[arg(long, global = true)]
     uds_dir: Option<PathBuf>,
     /// Transport selection: `first` (the first offered) or `rules` (same

@@ -99,7 +99,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
             }
         };
         let ip = peer.map(|p| p.ip());
-        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let (cancel_tx, mut cancel_rx) = oneshot::channel();
         let now = Instant::now();
         let ticket = match lock(&admission).admit(ip, now, cancel_tx) {
             Admit::Accepted { ticket, evicted } => {
@@ -165,9 +165,8 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
             };
             let result = tokio::select! {
                 r = tokio::time::timeout(deadline, setup) => Some(r),
-                _ = cancel_rx => None,
+                _ = &mut cancel_rx => None,
             };
-            lock(&admission).finish(ticket);
             if !matches!(result, Some(Ok(Ok(_)))) {
                 if let Some(name) = lock(&reserved).take() {
                     inner.clear_accepting(&name);
@@ -199,8 +198,13 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
                         // the deadline), which bounds the guessing rate.
                         // A correct digest is never delayed.
                         debug!(peer = %who, claimed = %name, "locked out: holding the socket");
+                        // It keeps its permit meanwhile, so one source holds
+                        // at most its share of sockets this way.
                         let rest = deadline.saturating_sub(now.elapsed());
-                        tokio::time::sleep(rest).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(rest) => {}
+                            _ = &mut cancel_rx => {}
+                        }
                     }
                     drop(stream);
                 }
@@ -217,6 +221,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
                 }
                 None => debug!(peer = %who, transport = %proto, "incoming handshake evicted"),
             }
+            lock(&admission).finish(ticket);
         });
     }
 }
