@@ -5,13 +5,14 @@
 use std::sync::atomic::Ordering;
 
 use erl_term::{Pid, Reference, Term};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::conns::send_on;
 use super::procs::{Effect, Signal};
 use super::{atom, read, write, Inner, Node, NodeError, NodeEvent};
 use crate::conn::{self, ConnError, ConnHandle, Dispatch};
 use crate::control::{build, Control};
+use crate::op_flags::{self, Outgoing};
 
 impl Node {
     /// Sends from `from` to `to`.
@@ -63,8 +64,20 @@ impl Node {
         // would be fired by the failure of a connection it never used.
         let h = self.inner.conn(node).await?;
         write(&self.inner.procs).monitor(from, target.clone(), node, &r);
-        let packet = conn::encode_packet(&build::monitor(from, target, &r), None);
-        send_on(&h, node, packet).await?;
+        let out = Outgoing::Monitor {
+            from: from.clone(),
+            target,
+            reference: r.clone(),
+        };
+        match op_flags::encode(h.flags, out) {
+            Some((ctrl, _)) => send_on(&h, node, conn::encode_packet(&ctrl, None)).await?,
+            // As erts does: the monitor stays, and only watches the
+            // connection (DOWN with `noconnection` when it goes).
+            None => debug!(
+                peer = node,
+                "peer lacks DIST_MONITOR / DIST_MONITOR_NAME: the monitor only watches the connection"
+            ),
+        }
         Ok(r)
     }
 
@@ -74,8 +87,14 @@ impl Node {
             return;
         };
         if let Some(h) = self.inner.up(&node) {
-            let packet = conn::encode_packet(&build::demonitor(from, target, r), None);
-            let _ = h.send(packet).await;
+            let out = Outgoing::Demonitor {
+                from: from.clone(),
+                target,
+                reference: r.clone(),
+            };
+            if let Some((ctrl, _)) = op_flags::encode(h.flags, out) {
+                let _ = h.send(conn::encode_packet(&ctrl, None)).await;
+            }
         }
     }
 
@@ -86,8 +105,16 @@ impl Node {
             return Ok(());
         }
         let h = self.inner.conn(to.node.as_str()).await?;
-        let packet = conn::encode_packet(&build::link(from, to), None);
-        send_on(&h, to.node.as_str(), packet).await
+        let out = Outgoing::Link {
+            from: from.clone(),
+            to: to.clone(),
+        };
+        match op_flags::encode(h.flags, out) {
+            Some((ctrl, _)) => {
+                send_on(&h, to.node.as_str(), conn::encode_packet(&ctrl, None)).await
+            }
+            None => Ok(()),
+        }
     }
 
     pub(crate) async fn unlink_from(&self, from: &Pid, to: &Pid) -> Result<(), NodeError> {
@@ -97,8 +124,14 @@ impl Node {
         }
         if let Some(h) = self.inner.up(to.node.as_str()) {
             let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-            let packet = conn::encode_packet(&build::unlink_id(id, from, to), None);
-            let _ = h.send(packet).await;
+            let out = Outgoing::Unlink {
+                id,
+                from: from.clone(),
+                to: to.clone(),
+            };
+            if let Some((ctrl, _)) = op_flags::encode(h.flags, out) {
+                let _ = h.send(conn::encode_packet(&ctrl, None)).await;
+            }
         }
         Ok(())
     }
@@ -137,25 +170,27 @@ impl Inner {
         }
     }
 
-    /// Encodes a signal for the connection's flags and queues it.
+    /// Encodes a signal for the connection's flags and queues it; a
+    /// signal the peer did not negotiate is not sent (see [`op_flags`]).
     fn send_signal(&self, h: &ConnHandle, signal: Signal) {
-        match signal {
-            Signal::Exit { from, to, reason } => {
-                let (c, pl) = build::exit(h.flags, &from, &to, reason);
-                self.send_packet(h, &c, pl.as_ref());
-            }
+        let out = match signal {
+            Signal::Exit { from, to, reason } => Outgoing::Exit { from, to, reason },
             Signal::MonitorExit {
                 from,
                 to,
                 reference,
                 reason,
-            } => {
-                let (c, pl) = build::monitor_exit(h.flags, from, &to, &reference, reason);
-                self.send_packet(h, &c, pl.as_ref());
-            }
-            Signal::UnlinkIdAck { id, from, to } => {
-                self.send_packet(h, &build::unlink_id_ack(id, &from, &to), None);
-            }
+            } => Outgoing::MonitorExit {
+                from,
+                to,
+                reference,
+                reason,
+            },
+            Signal::UnlinkIdAck { id, from, to } => Outgoing::UnlinkIdAck { id, from, to },
+        };
+        match op_flags::encode(h.flags, out) {
+            Some((c, pl)) => self.send_packet(h, &c, pl.as_ref()),
+            None => debug!("signal not sent: the peer did not negotiate it"),
         }
     }
 }
