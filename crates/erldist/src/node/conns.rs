@@ -7,31 +7,19 @@ use dist_proto::{Established, HandshakeError, PeerCheck};
 use erl_term::Term;
 use tracing::{debug, info};
 
+use super::slots::Claim;
 use super::{lock, split_name, ConnInfo, Inner, Node, NodeError, NodeEvent};
 use crate::conn::{self, ConnError, ConnHandle};
-
-#[derive(Debug)]
-pub(super) enum Slot {
-    /// This node is dialling the peer.
-    Connecting,
-    /// The peer is dialling this node; its handshake is in progress.
-    Accepting,
-    Up(ConnHandle),
-}
 
 impl Node {
     /// Every live connection and the transport it uses.
     pub fn connections(&self) -> Vec<ConnInfo> {
-        let conns = lock(&self.inner.conns);
-        let mut v: Vec<ConnInfo> = conns
-            .iter()
-            .filter_map(|(peer, s)| match s {
-                Slot::Up(h) => Some(ConnInfo {
-                    peer: peer.clone(),
-                    transport: h.transport,
-                    flags: h.flags,
-                }),
-                Slot::Connecting | Slot::Accepting => None,
+        let mut v: Vec<ConnInfo> = lock(&self.inner.conns)
+            .live()
+            .map(|(peer, h)| ConnInfo {
+                peer: peer.to_owned(),
+                transport: h.transport,
+                flags: h.flags,
             })
             .collect();
         v.sort_by(|a, b| a.peer.cmp(&b.peer));
@@ -40,7 +28,7 @@ impl Node {
 
     /// Closes the connection to `peer`, if any.
     pub fn disconnect(&self, peer: &str) {
-        if let Some(Slot::Up(h)) = lock(&self.inner.conns).get(peer) {
+        if let Some(h) = lock(&self.inner.conns).up(peer) {
             h.close();
         }
     }
@@ -59,22 +47,15 @@ impl Inner {
     /// Empties `peer`'s slot if `h` is still its connection; returns whether
     /// it was (else a newer connection replaced it).
     pub(super) fn remove_conn(&self, h: &ConnHandle, peer: &str) -> bool {
-        {
-            let mut conns = lock(&self.conns);
-            if !matches!(conns.get(peer), Some(Slot::Up(c)) if c.id == h.id) {
-                return false;
-            }
-            conns.remove(peer);
+        if !lock(&self.conns).remove(peer, |c| c.id == h.id) {
+            return false;
         }
         self.conn_changed.notify_waiters();
         true
     }
 
     pub(super) fn up(&self, peer: &str) -> Option<ConnHandle> {
-        match lock(&self.conns).get(peer) {
-            Some(Slot::Up(h)) => Some(h.clone()),
-            _ => None,
-        }
+        lock(&self.conns).up(peer)
     }
 
     /// The connection to `peer`, set up on first use. Concurrent callers
@@ -90,17 +71,11 @@ impl Inner {
             let notified = self.conn_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let mine = {
-                let mut conns = lock(&self.conns);
-                match conns.get(peer) {
-                    Some(Slot::Up(h)) => return Ok(h.clone()),
-                    // Someone is already setting this connection up; wait.
-                    Some(Slot::Connecting | Slot::Accepting) => false,
-                    None => {
-                        conns.insert(peer.to_owned(), Slot::Connecting);
-                        true
-                    }
-                }
+            let mine = match lock(&self.conns).claim(peer) {
+                Claim::Up(h) => return Ok(h),
+                // Someone is already setting this connection up; wait.
+                Claim::Wait => false,
+                Claim::Dial => true,
             };
             if !mine {
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -144,11 +119,7 @@ impl Inner {
     }
 
     fn clear_connecting(&self, peer: &str) {
-        let mut conns = lock(&self.conns);
-        if matches!(conns.get(peer), Some(Slot::Connecting)) {
-            conns.remove(peer);
-        }
-        drop(conns);
+        lock(&self.conns).clear_connecting(peer);
         self.conn_changed.notify_waiters();
     }
 
@@ -164,8 +135,8 @@ impl Inner {
     {
         let peer = est.peer_name.clone();
         let h = conn::spawn(stream, est, transport, self.cfg.net_ticktime, self.clone());
-        let old = lock(&self.conns).insert(peer.clone(), Slot::Up(h.clone()));
-        if let Some(Slot::Up(old)) = old {
+        let old = lock(&self.conns).install(&peer, h.clone());
+        if let Some(old) = old {
             // `alive` answered true: the old connection is stale.
             old.close();
         }
@@ -175,32 +146,13 @@ impl Inner {
         h
     }
 
-    /// What the acceptor tells the handshake about an incoming peer. A
-    /// free slot is reserved, so a local send waits for this connection
-    /// instead of dialling a second one.
     pub(super) fn peer_check(&self, peer: &str) -> PeerCheck {
-        let mut conns = lock(&self.conns);
-        match conns.get(peer) {
-            None => {
-                conns.insert(peer.to_owned(), Slot::Accepting);
-                PeerCheck::Free
-            }
-            Some(Slot::Connecting) => PeerCheck::PendingConnect,
-            // A second incoming attempt while the first is in progress (a
-            // peer retrying quickly): let both run; the later one installed
-            // replaces the earlier.
-            Some(Slot::Accepting) => PeerCheck::Free,
-            Some(Slot::Up(_)) => PeerCheck::Connected,
-        }
+        lock(&self.conns).peer_check(peer)
     }
 
     /// Drops the reservation `peer_check` made, if the handshake failed.
     pub(super) fn clear_accepting(&self, peer: &str) {
-        let mut conns = lock(&self.conns);
-        if matches!(conns.get(peer), Some(Slot::Accepting)) {
-            conns.remove(peer);
-        }
-        drop(conns);
+        lock(&self.conns).clear_accepting(peer);
         self.conn_changed.notify_waiters();
     }
 

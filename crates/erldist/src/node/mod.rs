@@ -3,9 +3,11 @@
 //! send as BEAM does.
 //!
 //! - `config`: [`NodeConfig`], [`NodeError`], [`NodeEvent`], [`ConnInfo`].
-//! - `procs`: the process table (names, links, monitors) and incoming
+//! - `procs`: the process table (names, links, monitors) as plain data
+//!   returning effects; `signals` carries them out and handles incoming
 //!   control messages.
-//! - `conns`: the connection table; `dial` and `accept` set connections up.
+//! - `slots`: the connection-slot table as plain data; `conns` drives it,
+//!   `dial` and `accept` set connections up.
 //! - `registration`: EPMD registration.
 //! - `services`: `net_kernel` / `erldist` services, `ping`, `rpc`, `call`.
 
@@ -16,37 +18,37 @@ mod dial;
 mod procs;
 mod registration;
 mod services;
+mod signals;
+mod slots;
 
 pub use config::{epmd_port_from_env, ConnInfo, NodeConfig, NodeError, NodeEvent, OFFERED_FLAGS};
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use dist_proto::HandshakeConfig;
-use erl_term::{Atom, Pid, Reference};
+use erl_term::{Atom, Reference, Term};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tracing::info;
 
+use crate::conn::ConnHandle;
 use crate::mailbox::Mailbox;
 use crate::transport::tls::Tls;
 use crate::transport::{tcp, uds, Proto, TransportError};
 
 use accept::{accept_loop, Listener, SharedAdmission};
-use conns::Slot;
-use procs::{key, Proc};
+use procs::ProcTable;
 use registration::{register, Registration};
+use slots::SlotTable;
 
 pub(crate) struct Inner {
     cfg: NodeConfig,
     name: Atom,
     creation: u32,
-    procs: RwLock<HashMap<u32, Proc>>,
-    names: RwLock<HashMap<Atom, Pid>>,
-    conns: Mutex<HashMap<String, Slot>>,
+    procs: RwLock<ProcTable<mpsc::UnboundedSender<Term>>>,
+    conns: Mutex<SlotTable<ConnHandle>>,
     conn_changed: Notify,
     events: broadcast::Sender<NodeEvent>,
-    next_id: AtomicU32,
     next_ref: AtomicU64,
     listen_port: Option<u16>,
     /// What this node listens on: (transport, port, extra).
@@ -150,14 +152,12 @@ impl Node {
             (c, Some(r))
         };
         let inner = Arc::new(Inner {
-            name,
             creation,
-            procs: RwLock::new(HashMap::new()),
-            names: RwLock::new(HashMap::new()),
-            conns: Mutex::new(HashMap::new()),
+            procs: RwLock::new(ProcTable::new(name.clone(), creation)),
+            name,
+            conns: Mutex::new(SlotTable::new()),
             conn_changed: Notify::new(),
             events: broadcast::channel(256).0,
-            next_id: AtomicU32::new(1),
             next_ref: AtomicU64::new(1),
             listen_port,
             transports,
@@ -216,22 +216,8 @@ impl Node {
 
     /// Creates an unnamed mailbox.
     pub fn mailbox(&self) -> Mailbox {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        // Classic pids carry 15 bits of number and 13 of serial.
-        let pid = Pid {
-            node: self.inner.name.clone(),
-            id: id & 0x7fff,
-            serial: (id >> 15) & 0x1fff,
-            creation: self.inner.creation,
-        };
         let (tx, rx) = mpsc::unbounded_channel();
-        write(&self.inner.procs).insert(
-            key(&pid),
-            Proc {
-                tx: Some(tx),
-                ..Proc::default()
-            },
-        );
+        let pid = write(&self.inner.procs).spawn(tx);
         Mailbox {
             node: self.clone(),
             pid,
@@ -243,15 +229,8 @@ impl Node {
     pub fn register_mailbox(&self, name: &str) -> Result<Mailbox, NodeError> {
         let a = atom(name)?;
         let mb = self.mailbox();
-        {
-            let mut names = write(&self.inner.names);
-            if names.contains_key(&a) {
-                return Err(NodeError::NameTaken(name.to_owned()));
-            }
-            names.insert(a.clone(), mb.pid.clone());
-        }
-        if let Some(p) = write(&self.inner.procs).get_mut(&key(&mb.pid)) {
-            p.name = Some(a);
+        if !write(&self.inner.procs).register(a, &mb.pid) {
+            return Err(NodeError::NameTaken(name.to_owned()));
         }
         Ok(mb)
     }
@@ -287,10 +266,8 @@ impl Node {
         for t in lock(&self.inner.tasks).drain(..) {
             t.abort();
         }
-        for slot in lock(&self.inner.conns).values() {
-            if let Slot::Up(h) = slot {
-                h.close();
-            }
+        for (_, h) in lock(&self.inner.conns).live() {
+            h.close();
         }
     }
 }

@@ -1,205 +1,183 @@
-//! The process table: mailboxes, registered names, links and monitors,
-//! and the control messages peers send to them.
+//! The process table: mailboxes, registered names, links and monitors.
+//!
+//! Plain data: its methods change the table and return the [`Effect`]s
+//! (messages for local mailboxes, signals for peers) for the caller to
+//! carry out after releasing its lock, so every rule here is tested
+//! without a runtime or a socket.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use erl_term::{Atom, Pid, Reference, Term};
-use tokio::sync::mpsc;
-use tracing::info;
 
-use super::conns::send_on;
-use super::{atom, read, write, Inner, Node, NodeError, NodeEvent};
-use crate::conn::{self, ConnError, ConnHandle, Dispatch};
-use crate::control::{build, Control};
+use crate::control::Control;
 
-#[derive(Debug, Default)]
-pub(super) struct Proc {
-    pub(super) tx: Option<mpsc::UnboundedSender<Term>>,
-    pub(super) links: HashSet<Pid>,
+/// Something the table asks its owner to do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Effect {
+    /// Put `msg` in the local mailbox `to` (if it still exists).
+    Deliver {
+        /// A local process.
+        to: Pid,
+        /// The message, e.g. `{'EXIT', From, Reason}`.
+        msg: Term,
+    },
+    /// Send a signal to a remote process on `peer`.
+    Send {
+        /// The peer node.
+        peer: String,
+        /// What to send; the connection encodes it for the peer's flags.
+        signal: Signal,
+    },
+}
+
+/// A signal from a local process to a remote one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Signal {
+    /// A link broke: EXIT (or PAYLOAD_EXIT).
+    Exit {
+        /// The local process.
+        from: Pid,
+        /// The remote linked process.
+        to: Pid,
+        /// Why.
+        reason: Term,
+    },
+    /// A monitored local process went down: MONITOR_P_EXIT.
+    MonitorExit {
+        /// The monitored process as the watcher named it (pid or name).
+        from: Term,
+        /// The remote watcher.
+        to: Pid,
+        /// The monitor.
+        reference: Reference,
+        /// Why.
+        reason: Term,
+    },
+    /// Acknowledges the peer's UNLINK_ID.
+    UnlinkIdAck {
+        /// The peer's unlink id, echoed.
+        id: Term,
+        /// The local process.
+        from: Pid,
+        /// The remote process.
+        to: Pid,
+    },
+}
+
+/// One process of the table.
+#[derive(Debug)]
+struct Proc<M> {
+    pid: Pid,
+    mailbox: M,
+    links: HashSet<Pid>,
     /// Processes monitoring this one, with the target as they named it (a
     /// pid, or a registered name, which the DOWN message reports back).
-    pub(super) monitored_by: Vec<(Pid, Reference, Term)>,
+    monitored_by: Vec<(Pid, Reference, Term)>,
     /// Monitors this process holds: reference -> (node, target).
-    pub(super) monitors: HashMap<Reference, (String, Term)>,
-    pub(super) name: Option<Atom>,
+    monitors: HashMap<Reference, (String, Term)>,
+    name: Option<Atom>,
 }
 
-impl Node {
-    /// Sends from `from` to `to`.
-    pub(crate) async fn send_from(&self, from: &Pid, to: &Pid, msg: Term) -> Result<(), NodeError> {
-        if to.node == self.inner.name {
-            self.inner.deliver(to, msg);
-            return Ok(());
+/// The local processes of one node. `M` is a process's mailbox handle
+/// (a channel sender in the node; anything in tests).
+#[derive(Debug)]
+pub(crate) struct ProcTable<M> {
+    node: Atom,
+    creation: u32,
+    next_id: u32,
+    procs: HashMap<u32, Proc<M>>,
+    names: HashMap<Atom, Pid>,
+}
+
+/// `{'EXIT', From, Reason}`.
+fn exit_msg(from: &Pid, reason: Term) -> Term {
+    Term::Tuple(vec![Term::atom("EXIT"), Term::Pid(from.clone()), reason])
+}
+
+/// `{'DOWN', Ref, process, Target, Reason}`.
+pub(crate) fn down_msg(r: &Reference, target: Term, reason: Term) -> Term {
+    Term::Tuple(vec![
+        Term::atom("DOWN"),
+        Term::Reference(r.clone()),
+        Term::atom("process"),
+        target,
+        reason,
+    ])
+}
+
+/// What a DOWN message names: the pid, or `{Name, Node}` for a monitor by
+/// registered name, as Erlang reports it.
+pub(crate) fn down_target(target: Term, node: &str) -> Term {
+    match (target, Atom::new(node)) {
+        (Term::Atom(a), Ok(n)) => Term::Tuple(vec![Term::Atom(a), Term::Atom(n)]),
+        (t, _) => t,
+    }
+}
+
+/// The key of a local pid in the table.
+fn key(p: &Pid) -> u32 {
+    p.id | (p.serial << 15)
+}
+
+impl<M> ProcTable<M> {
+    /// An empty table for the node `node` of creation `creation`.
+    pub(crate) fn new(node: Atom, creation: u32) -> Self {
+        Self {
+            node,
+            creation,
+            next_id: 1,
+            procs: HashMap::new(),
+            names: HashMap::new(),
         }
-        let peer = to.node.as_str();
-        let h = self.inner.conn(peer).await?;
-        let packet = conn::encode_packet(&build::send(h.flags, from, to), Some(&msg));
-        send_on(&h, peer, packet).await
     }
 
-    /// Sends from `from` to `{name, node}`.
-    pub(crate) async fn send_named_from(
-        &self,
-        from: &Pid,
-        name: &str,
-        node: &str,
-        msg: Term,
-    ) -> Result<(), NodeError> {
-        let a = atom(name)?;
-        if node == self.name() {
-            let to = self.inner.whereis(&a);
-            if let Some(to) = to {
-                self.inner.deliver(&to, msg);
-            }
-            return Ok(());
-        }
-        let h = self.inner.conn(node).await?;
-        let packet = conn::encode_packet(&build::reg_send(from, &a), Some(&msg));
-        send_on(&h, node, packet).await
-    }
-
-    pub(crate) async fn monitor_from(
-        &self,
-        from: &Pid,
-        target: Term,
-        node: &str,
-    ) -> Result<Reference, NodeError> {
-        let r = self.make_ref();
-        if node == self.name() {
-            self.inner.with_proc(from, |p| {
-                p.monitors
-                    .insert(r.clone(), (node.to_owned(), target.clone()));
-            });
-            let exists = self
-                .inner
-                .resolve(&target)
-                .as_ref()
-                .map(|p| {
-                    self.inner.with_proc(p, |pr| {
-                        pr.monitored_by
-                            .push((from.clone(), r.clone(), target.clone()))
-                    })
-                })
-                .unwrap_or(false);
-            if !exists {
-                let t = down_target(target, node);
-                self.inner.fire_down(from, &r, t, Term::atom("noproc"));
-            }
-            return Ok(r);
-        }
-        // Connect first: a monitor recorded before the connection exists
-        // would be fired by the failure of a connection it never used.
-        let h = self.inner.conn(node).await?;
-        self.inner.with_proc(from, |p| {
-            p.monitors
-                .insert(r.clone(), (node.to_owned(), target.clone()));
-        });
-        let packet = conn::encode_packet(&build::monitor(from, target, &r), None);
-        send_on(&h, node, packet).await?;
-        Ok(r)
-    }
-
-    pub(crate) async fn demonitor_from(&self, from: &Pid, r: &Reference) {
-        let mut removed = None;
-        self.inner
-            .with_proc(from, |p| removed = p.monitors.remove(r));
-        let Some((node, target)) = removed else {
-            return;
+    /// Adds a process; returns its pid.
+    pub(crate) fn spawn(&mut self, mailbox: M) -> Pid {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        // Classic pids carry 15 bits of number and 13 of serial.
+        let pid = Pid {
+            node: self.node.clone(),
+            id: id & 0x7fff,
+            serial: (id >> 15) & 0x1fff,
+            creation: self.creation,
         };
-        if node == self.name() {
-            if let Some(t) = self.inner.resolve(&target) {
-                self.inner
-                    .with_proc(&t, |p| p.monitored_by.retain(|(_, x, _)| x != r));
-            }
-            return;
-        }
-        if let Some(h) = self.inner.up(&node) {
-            let _ = h
-                .send(conn::encode_packet(
-                    &build::demonitor(from, target, r),
-                    None,
-                ))
-                .await;
-        }
+        self.procs.insert(
+            key(&pid),
+            Proc {
+                pid: pid.clone(),
+                mailbox,
+                links: HashSet::new(),
+                monitored_by: Vec::new(),
+                monitors: HashMap::new(),
+                name: None,
+            },
+        );
+        pid
     }
 
-    pub(crate) async fn link_from(&self, from: &Pid, to: &Pid) -> Result<(), NodeError> {
-        self.inner.with_proc(from, |p| {
-            p.links.insert(to.clone());
-        });
-        if to.node == self.inner.name {
-            let ok = self.inner.with_proc(to, |p| {
-                p.links.insert(from.clone());
-            });
-            if !ok {
-                self.inner.deliver_exit(from, to, Term::atom("noproc"));
-            }
-            return Ok(());
+    /// Registers `pid` as `name`; false if the name is taken (or the
+    /// process is gone).
+    pub(crate) fn register(&mut self, name: Atom, pid: &Pid) -> bool {
+        if self.names.contains_key(&name) {
+            return false;
         }
-        let h = self.inner.conn(to.node.as_str()).await?;
-        let packet = conn::encode_packet(&build::link(from, to), None);
-        send_on(&h, to.node.as_str(), packet).await
+        let Some(p) = self.proc_mut(pid) else {
+            return false;
+        };
+        p.name = Some(name.clone());
+        self.names.insert(name, pid.clone());
+        true
     }
 
-    pub(crate) async fn unlink_from(&self, from: &Pid, to: &Pid) -> Result<(), NodeError> {
-        self.inner.with_proc(from, |p| {
-            p.links.remove(to);
-        });
-        if to.node == self.inner.name {
-            self.inner.with_proc(to, |p| {
-                p.links.remove(from);
-            });
-            return Ok(());
-        }
-        if let Some(h) = self.inner.up(to.node.as_str()) {
-            let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-            let _ = h
-                .send(conn::encode_packet(&build::unlink_id(id, from, to), None))
-                .await;
-        }
-        Ok(())
+    /// The process registered as `name`.
+    pub(crate) fn whereis(&self, name: &Atom) -> Option<Pid> {
+        self.names.get(name).cloned()
     }
 
-    /// A mailbox ended: free its name, signal links and monitors.
-    pub(crate) fn process_exit(&self, pid: &Pid, reason: Term) {
-        let removed = write(&self.inner.procs).remove(&key(pid));
-        let Some(p) = removed else { return };
-        if let Some(n) = &p.name {
-            let mut names = write(&self.inner.names);
-            if names.get(n) == Some(pid) {
-                names.remove(n);
-            }
-        }
-        for l in &p.links {
-            if l.node == self.inner.name {
-                self.inner.with_proc(l, |o| {
-                    o.links.remove(pid);
-                });
-                self.inner.deliver_exit(l, pid, reason.clone());
-            } else if let Some(h) = self.inner.up(l.node.as_str()) {
-                let (c, pl) = build::exit(h.flags, pid, l, reason.clone());
-                self.inner.send_packet(&h, &c, pl.as_ref());
-            }
-        }
-        for (watcher, r, named) in &p.monitored_by {
-            if watcher.node == self.inner.name {
-                let t = down_target(named.clone(), self.name());
-                self.inner.fire_down(watcher, r, t, reason.clone());
-            } else if let Some(h) = self.inner.up(watcher.node.as_str()) {
-                // The peer turns a name into {Name, ThisNode} itself.
-                let (c, pl) =
-                    build::monitor_exit(h.flags, named.clone(), watcher, r, reason.clone());
-                self.inner.send_packet(&h, &c, pl.as_ref());
-            }
-        }
-    }
-}
-
-impl Inner {
     /// The local process a monitor or demonitor names: a pid, or a
     /// registered name.
-    pub(super) fn resolve(&self, target: &Term) -> Option<Pid> {
+    pub(crate) fn resolve(&self, target: &Term) -> Option<Pid> {
         match target {
             Term::Pid(p) => Some(p.clone()),
             Term::Atom(a) => self.whereis(a),
@@ -207,129 +185,234 @@ impl Inner {
         }
     }
 
-    pub(super) fn whereis(&self, name: &Atom) -> Option<Pid> {
-        read(&self.names).get(name).cloned()
+    /// The mailbox of a live local process of this incarnation.
+    pub(crate) fn mailbox(&self, to: &Pid) -> Option<&M> {
+        if to.node != self.node || to.creation != self.creation {
+            return None;
+        }
+        self.procs.get(&key(to)).map(|p| &p.mailbox)
     }
 
-    /// Runs `f` on a local process; returns whether it exists.
-    pub(super) fn with_proc(&self, pid: &Pid, f: impl FnOnce(&mut Proc)) -> bool {
-        if pid.node != self.name {
-            return false;
+    fn proc_mut(&mut self, pid: &Pid) -> Option<&mut Proc<M>> {
+        if pid.node != self.node {
+            return None;
         }
-        match write(&self.procs).get_mut(&key(pid)) {
+        self.procs.get_mut(&key(pid))
+    }
+
+    /// `from` links to `to`. A local `to` that does not exist sends `from`
+    /// an exit signal `noproc`; for a remote `to` the caller sends LINK.
+    pub(crate) fn link(&mut self, from: &Pid, to: &Pid) -> Vec<Effect> {
+        if let Some(p) = self.proc_mut(from) {
+            p.links.insert(to.clone());
+        }
+        if to.node != self.node {
+            return Vec::new();
+        }
+        match self.proc_mut(to) {
             Some(p) => {
-                f(p);
-                true
+                p.links.insert(from.clone());
+                Vec::new()
             }
-            None => false,
+            None => vec![Effect::Deliver {
+                to: from.clone(),
+                msg: exit_msg(to, Term::atom("noproc")),
+            }],
         }
     }
 
-    pub(super) fn deliver(&self, to: &Pid, msg: Term) {
-        if to.node != self.name || to.creation != self.creation {
-            return;
+    /// Removes the link between `a` and `b` on whichever ends are local.
+    pub(crate) fn unlink(&mut self, a: &Pid, b: &Pid) {
+        if let Some(p) = self.proc_mut(a) {
+            p.links.remove(b);
         }
-        let procs = read(&self.procs);
-        if let Some(tx) = procs.get(&key(to)).and_then(|p| p.tx.as_ref()) {
-            let _ = tx.send(msg);
+        if let Some(p) = self.proc_mut(b) {
+            p.links.remove(a);
         }
     }
 
-    pub(super) fn deliver_exit(&self, to: &Pid, from: &Pid, reason: Term) {
-        self.deliver(
-            to,
-            Term::Tuple(vec![Term::atom("EXIT"), Term::Pid(from.clone()), reason]),
-        );
+    /// `from` monitors `target` (a pid or a name) on `node` under
+    /// reference `r`. Remote: recorded here, so that the connection's loss
+    /// fires it; the caller tells the peer when its flags allow. Local: a
+    /// target that does not exist fires at once with `noproc`.
+    pub(crate) fn monitor(
+        &mut self,
+        from: &Pid,
+        target: Term,
+        node: &str,
+        r: &Reference,
+    ) -> Vec<Effect> {
+        if let Some(p) = self.proc_mut(from) {
+            p.monitors
+                .insert(r.clone(), (node.to_owned(), target.clone()));
+        }
+        if node != self.node.as_str() {
+            return Vec::new();
+        }
+        let watched = self.resolve(&target).and_then(|t| self.proc_mut(&t));
+        match watched {
+            Some(p) => {
+                p.monitored_by.push((from.clone(), r.clone(), target));
+                Vec::new()
+            }
+            None => self.fire_down(from, r, down_target(target, node), Term::atom("noproc")),
+        }
     }
 
-    pub(super) fn fire_down(&self, to: &Pid, r: &Reference, target: Term, reason: Term) {
-        self.with_proc(to, |p| {
+    /// Drops `from`'s monitor `r`. Returns `(node, target)` when the
+    /// monitored process is remote, for the caller to send DEMONITOR_P.
+    pub(crate) fn demonitor(&mut self, from: &Pid, r: &Reference) -> Option<(String, Term)> {
+        let (node, target) = self.proc_mut(from)?.monitors.remove(r)?;
+        if node != self.node.as_str() {
+            return Some((node, target));
+        }
+        if let Some(p) = self.resolve(&target).and_then(|t| self.proc_mut(&t)) {
+            p.monitored_by.retain(|(_, x, _)| x != r);
+        }
+        None
+    }
+
+    /// The watcher's monitor `r` fired: forget it and tell the watcher.
+    fn fire_down(&mut self, to: &Pid, r: &Reference, target: Term, reason: Term) -> Vec<Effect> {
+        if let Some(p) = self.proc_mut(to) {
             p.monitors.remove(r);
-        });
-        self.deliver(
-            to,
-            Term::Tuple(vec![
-                Term::atom("DOWN"),
-                Term::Reference(r.clone()),
-                Term::atom("process"),
-                target,
-                reason,
-            ]),
-        );
+        }
+        vec![Effect::Deliver {
+            to: to.clone(),
+            msg: down_msg(r, target, reason),
+        }]
     }
-}
 
-/// What a DOWN message names: the pid, or `{Name, Node}` for a monitor by
-/// registered name, as Erlang reports it.
-fn down_target(target: Term, node: &str) -> Term {
-    match (target, Atom::new(node)) {
-        (Term::Atom(a), Ok(n)) => Term::Tuple(vec![Term::Atom(a), Term::Atom(n)]),
-        (t, _) => t,
+    /// A process ended: free its name, signal its links and monitors.
+    /// Returns its mailbox handle, if it existed.
+    pub(crate) fn exit(&mut self, pid: &Pid, reason: &Term) -> (Option<M>, Vec<Effect>) {
+        if pid.node != self.node {
+            return (None, Vec::new());
+        }
+        let Some(p) = self.procs.remove(&key(pid)) else {
+            return (None, Vec::new());
+        };
+        if let Some(n) = &p.name {
+            if self.names.get(n) == Some(pid) {
+                self.names.remove(n);
+            }
+        }
+        let mut fx = Vec::new();
+        for l in &p.links {
+            if l.node == self.node {
+                if let Some(o) = self.proc_mut(l) {
+                    o.links.remove(pid);
+                }
+                fx.push(Effect::Deliver {
+                    to: l.clone(),
+                    msg: exit_msg(pid, reason.clone()),
+                });
+            } else {
+                fx.push(Effect::Send {
+                    peer: l.node.to_string(),
+                    signal: Signal::Exit {
+                        from: pid.clone(),
+                        to: l.clone(),
+                        reason: reason.clone(),
+                    },
+                });
+            }
+        }
+        for (watcher, r, named) in p.monitored_by {
+            if watcher.node == self.node {
+                let t = down_target(named, self.node.as_str());
+                fx.extend(self.fire_down(&watcher, &r, t, reason.clone()));
+            } else {
+                // The peer turns a name into {Name, ThisNode} itself.
+                fx.push(Effect::Send {
+                    peer: watcher.node.to_string(),
+                    signal: Signal::MonitorExit {
+                        from: named,
+                        to: watcher.clone(),
+                        reference: r,
+                        reason: reason.clone(),
+                    },
+                });
+            }
+        }
+        (Some(p.mailbox), fx)
     }
-}
 
-/// The key of a local pid in the process table.
-pub(super) fn key(p: &Pid) -> u32 {
-    p.id | (p.serial << 15)
-}
-
-impl Dispatch for Inner {
-    fn dispatch(&self, h: &ConnHandle, peer: &str, msg: Control) {
+    /// A control message from `peer` for a local process (everything but
+    /// SEND and REG_SEND, which the caller delivers on its fast path).
+    pub(crate) fn incoming(&mut self, peer: &str, msg: Control) -> Vec<Effect> {
         match msg {
-            Control::Send { to, msg, .. } => self.deliver(&to, msg),
-            Control::RegSend { to, msg, .. } => {
-                if let Some(pid) = self.whereis(&to) {
-                    self.deliver(&pid, msg);
+            Control::Send { to, msg, .. } => vec![Effect::Deliver { to, msg }],
+            Control::RegSend { to, msg, .. } => self
+                .whereis(&to)
+                .map(|to| Effect::Deliver { to, msg })
+                .into_iter()
+                .collect(),
+            Control::Link { from, to } => match self.proc_mut(&to) {
+                Some(p) => {
+                    p.links.insert(from);
+                    Vec::new()
                 }
-            }
-            Control::Link { from, to } => {
-                let ok = self.with_proc(&to, |p| {
-                    p.links.insert(from.clone());
-                });
-                if !ok {
-                    let (c, pl) = build::exit(h.flags, &to, &from, Term::atom("noproc"));
-                    self.send_packet(h, &c, pl.as_ref());
-                }
-            }
+                None => vec![Effect::Send {
+                    peer: peer.to_owned(),
+                    signal: Signal::Exit {
+                        from: to,
+                        to: from,
+                        reason: Term::atom("noproc"),
+                    },
+                }],
+            },
             Control::UnlinkId { id, from, to } => {
-                self.with_proc(&to, |p| {
+                if let Some(p) = self.proc_mut(&to) {
                     p.links.remove(&from);
-                });
-                self.send_packet(h, &build::unlink_id_ack(id, &to, &from), None);
+                }
+                vec![Effect::Send {
+                    peer: peer.to_owned(),
+                    signal: Signal::UnlinkIdAck {
+                        id,
+                        from: to,
+                        to: from,
+                    },
+                }]
             }
-            Control::UnlinkIdAck { .. } | Control::Other(_) => {}
             Control::Exit {
                 from, to, reason, ..
             } => {
-                self.with_proc(&to, |p| {
+                if let Some(p) = self.proc_mut(&to) {
                     p.links.remove(&from);
-                });
-                self.deliver_exit(&to, &from, reason);
+                }
+                vec![Effect::Deliver {
+                    to,
+                    msg: exit_msg(&from, reason),
+                }]
             }
             Control::MonitorP {
                 from,
                 to,
                 reference,
             } => {
-                let ok = self
-                    .resolve(&to)
-                    .map(|p| {
-                        self.with_proc(&p, |pr| {
-                            pr.monitored_by
-                                .push((from.clone(), reference.clone(), to.clone()))
-                        })
-                    })
-                    .unwrap_or(false);
-                if !ok {
-                    let (c, pl) =
-                        build::monitor_exit(h.flags, to, &from, &reference, Term::atom("noproc"));
-                    self.send_packet(h, &c, pl.as_ref());
+                let watched = self.resolve(&to).and_then(|t| self.proc_mut(&t));
+                match watched {
+                    Some(p) => {
+                        p.monitored_by.push((from, reference, to));
+                        Vec::new()
+                    }
+                    None => vec![Effect::Send {
+                        peer: peer.to_owned(),
+                        signal: Signal::MonitorExit {
+                            from: to,
+                            to: from,
+                            reference,
+                            reason: Term::atom("noproc"),
+                        },
+                    }],
                 }
             }
             Control::DemonitorP { to, reference, .. } => {
-                if let Some(p) = self.resolve(&to) {
-                    self.with_proc(&p, |pr| pr.monitored_by.retain(|(_, r, _)| *r != reference));
+                if let Some(p) = self.resolve(&to).and_then(|t| self.proc_mut(&t)) {
+                    p.monitored_by.retain(|(_, r, _)| *r != reference);
                 }
+                Vec::new()
             }
             Control::MonitorPExit {
                 from,
@@ -337,72 +420,52 @@ impl Dispatch for Inner {
                 reference,
                 reason,
             } => self.fire_down(&to, &reference, down_target(from, peer), reason),
+            Control::UnlinkIdAck { .. } | Control::Other(_) => Vec::new(),
         }
     }
 
-    fn closed(&self, h: &ConnHandle, peer: &str, why: &ConnError) {
-        if !self.remove_conn(h, peer) {
-            // A newer connection replaced this one; nothing went down.
-            return;
-        }
-        let _ = self
-            .events
-            .send(NodeEvent::Down(peer.to_owned(), why.to_string()));
-        info!(peer, "connection down: {why}");
+    /// The connection to `peer` went down: links to its processes break
+    /// and monitors of them fire, both with `noconnection`; its processes'
+    /// monitors of local ones are forgotten.
+    pub(crate) fn connection_lost(&mut self, peer: &str) -> Vec<Effect> {
         let reason = Term::atom("noconnection");
         let mut exits = Vec::new();
         let mut downs = Vec::new();
-        {
-            let mut procs = write(&self.procs);
-            for p in procs.values_mut() {
-                let owner_pid = |links: &HashSet<Pid>| -> Vec<Pid> {
-                    links
-                        .iter()
-                        .filter(|l| l.node.as_str() == peer)
-                        .cloned()
-                        .collect()
-                };
-                let gone = owner_pid(&p.links);
-                for l in &gone {
-                    p.links.remove(l);
-                }
-                p.monitored_by.retain(|(w, _, _)| w.node.as_str() != peer);
-                let lost: Vec<Reference> = p
-                    .monitors
-                    .iter()
-                    .filter(|(_, (n, _))| n == peer)
-                    .map(|(r, _)| r.clone())
-                    .collect();
-                let tx = p.tx.clone();
-                for r in lost {
-                    if let Some((_, target)) = p.monitors.remove(&r) {
-                        downs.push((tx.clone(), r, down_target(target, peer)));
-                    }
-                }
-                for l in gone {
-                    exits.push((tx.clone(), l));
+        for p in self.procs.values_mut() {
+            let gone: Vec<Pid> = p
+                .links
+                .iter()
+                .filter(|l| l.node.as_str() == peer)
+                .cloned()
+                .collect();
+            for l in gone {
+                p.links.remove(&l);
+                exits.push(Effect::Deliver {
+                    to: p.pid.clone(),
+                    msg: exit_msg(&l, reason.clone()),
+                });
+            }
+            p.monitored_by.retain(|(w, _, _)| w.node.as_str() != peer);
+            let lost: Vec<Reference> = p
+                .monitors
+                .iter()
+                .filter(|(_, (n, _))| n == peer)
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in lost {
+                if let Some((_, target)) = p.monitors.remove(&r) {
+                    downs.push(Effect::Deliver {
+                        to: p.pid.clone(),
+                        msg: down_msg(&r, down_target(target, peer), reason.clone()),
+                    });
                 }
             }
         }
-        for (tx, from) in exits {
-            if let Some(tx) = tx {
-                let _ = tx.send(Term::Tuple(vec![
-                    Term::atom("EXIT"),
-                    Term::Pid(from),
-                    reason.clone(),
-                ]));
-            }
-        }
-        for (tx, r, target) in downs {
-            if let Some(tx) = tx {
-                let _ = tx.send(Term::Tuple(vec![
-                    Term::atom("DOWN"),
-                    Term::Reference(r),
-                    Term::atom("process"),
-                    target,
-                    reason.clone(),
-                ]));
-            }
-        }
+        exits.extend(downs);
+        exits
     }
 }
+
+#[cfg(test)]
+#[path = "procs_tests.rs"]
+mod tests;
