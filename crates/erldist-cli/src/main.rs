@@ -660,8 +660,26 @@ async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: a node may hold
+/// 256 pending handshakes (see `erldist::admission`) besides its
+/// connections and files, and Debian's default soft limit is 1,024.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() {
     erldist::tune_allocator();
+    raise_fd_limit();
     let cli = Cli::parse();
     let default = if matches!(cli.cmd, Cmd::Serve { .. }) {
         "info"

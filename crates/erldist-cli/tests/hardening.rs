@@ -392,8 +392,9 @@ async fn uds_directory_made_world_writable_while_running_is_refused() {
 }
 
 /// Another user's process listens on a socket which then looks like ours
-/// (its file and directory chowned to us): the listener's credentials
-/// still give it away.
+/// (its file and directory chowned to us) and is registered in epmdx: the
+/// listener's credentials (`SO_PEERCRED`) still give it away. The other
+/// user's listener is a plain `erl` (no distribution) run as `nobody`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uds_socket_of_another_users_process_is_refused() {
     need_root();
@@ -404,34 +405,47 @@ async fn uds_socket_of_another_users_process_is_refused() {
     std::fs::create_dir(&sdir).unwrap();
     std::os::unix::fs::chown(&sdir, Some(NOBODY), Some(NOBODY)).unwrap();
     std::fs::set_permissions(&sdir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let name = format!("evil_{}@localhost", d.port);
-    let port = d.port.to_string();
+    let alive_name = format!("evil_{}", d.port);
+    let sock = sdir.join(&alive_name);
+    let erl_bin = test_support::erl::erl_bin().unwrap();
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", ERLDIST])
-        .args([
-            "serve",
-            "--name",
-            &name,
-            "--cookie",
-            COOKIE,
-            "--epmd-port",
-            &port,
-        ])
-        .args(["--listen", "uds", "--uds-dir"])
-        .arg(&sdir)
-        .env_remove("ERLDIST_UDS_DIR")
-        .env("HOME", dir.path());
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&erl_bin)
+        .args(["-noshell", "-start_epmd", "false", "-eval"])
+        .arg(format!(
+            "{{ok, L}} = gen_tcp:listen(0, [{{ifaddr, {{local, {:?}}}}}]), \
+             io:format(\"ready~n\"), \
+             F = fun G() -> {{ok, _}} = gen_tcp:accept(L), G() end, F().",
+            sock.display().to_string()
+        ))
+        .env("HOME", "/tmp");
     let (_bg, first) = Bg::spawn(cmd);
-    assert!(first.contains("listening on uds:0"), "{first}");
-    let sock = sdir.join(alive(&name));
-    // Disguise: directory and socket now belong to us.
+    assert_eq!(first, "ready");
+    // Disguise: directory and socket now belong to us; and the socket is
+    // registered in epmdx as a node's uds transport.
     std::os::unix::fs::chown(&sdir, Some(0), Some(0)).unwrap();
     std::os::unix::fs::lchown(&sock, Some(0), Some(0)).unwrap();
-    let c = start(uds_only_client("victim", d.port)).await;
-    let e = within(LONG, "connect to the planted socket", c.connect(&name))
+    let path = sock.as_os_str().as_encoded_bytes().to_vec();
+    let _entry = Client::local(d.port)
+        .register_ext(
+            epmd_client::NodeSpec::otp25(&alive_name),
+            &[epmd_proto::ext::TransportRef {
+                port: 0,
+                proto: b"uds",
+                extra: &path,
+            }],
+        )
         .await
-        .unwrap_err()
-        .to_string();
+        .expect("register the planted socket");
+    let c = start(uds_only_client("victim", d.port)).await;
+    let e = within(
+        LONG,
+        "connect to the planted socket",
+        c.connect(&format!("{alive_name}@localhost")),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("runs as uid 65534"), "{e}");
 }
 

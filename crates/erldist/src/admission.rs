@@ -221,19 +221,23 @@ impl<T> Admission<T> {
     /// Linear in the pending count, which is bounded by `max_pending`.
     fn victim(&self) -> Option<u64> {
         let silent = self.pending.values().any(|e| !e.progressed);
-        let eligible = |e: &Entry<T>| !silent || !e.progressed;
-        let mut counts: HashMap<Source, usize> = HashMap::new();
-        for e in self.pending.values().filter(|e| eligible(e)) {
-            *counts.entry(e.source).or_insert(0) += 1;
+        // Per eligible source: how many, and its oldest (time, id).
+        let mut by_source: HashMap<Source, (usize, (Instant, u64))> = HashMap::new();
+        for (&id, e) in &self.pending {
+            if silent && e.progressed {
+                continue;
+            }
+            let slot = by_source.entry(e.source).or_insert((0, (e.since, id)));
+            slot.0 += 1;
+            slot.1 = slot.1.min((e.since, id));
         }
-        let (&source, _) = counts
-            .iter()
-            .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))?;
-        self.pending
-            .iter()
-            .filter(|(_, e)| eligible(e) && e.source == source)
-            .min_by_key(|(id, e)| (e.since, **id))
-            .map(|(id, _)| *id)
+        // The most pending; among equals, the one holding the oldest
+        // handshake (never a tie-break on the address itself, which would
+        // always pick the same peers, e.g. 127.0.0.1).
+        by_source
+            .into_values()
+            .max_by_key(|&(n, oldest)| (n, std::cmp::Reverse(oldest)))
+            .map(|(_, (_, id))| id)
     }
 
     /// Whether (address, claimed name) is locked out: too many wrong
@@ -404,6 +408,21 @@ mod tests {
         assert_eq!(ev, Some("b1"));
         assert_eq!(adm.pending_from(Source::of(v4(0, 0, 2))), 2);
         assert_eq!(adm.pending(), 4);
+    }
+
+    #[test]
+    fn ties_go_to_the_oldest_not_the_lowest_address() {
+        let t0 = Instant::now();
+        let mut adm = Admission::new(cfg(3, 10));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        accepted(adm.admit(v4(0, 0, 9), at(0), "old"));
+        accepted(adm.admit(v4(0, 0, 8), at(1), "mid"));
+        // The lowest address, newest: not the victim.
+        accepted(adm.admit(v4(0, 0, 1), at(2), "new"));
+        let (_, ev) = accepted(adm.admit(v4(0, 0, 7), at(3), "next"));
+        assert_eq!(ev, Some("old"));
+        let (_, ev) = accepted(adm.admit(v4(0, 0, 6), at(4), "next2"));
+        assert_eq!(ev, Some("mid"));
     }
 
     #[test]

@@ -101,11 +101,17 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
         let ip = peer.map(|p| p.ip());
         let (cancel_tx, mut cancel_rx) = oneshot::channel();
         let now = Instant::now();
-        let ticket = match lock(&admission).admit(ip, now, cancel_tx) {
+        let admitted = lock(&admission).admit(ip, now, cancel_tx);
+        let ticket = match admitted {
             Admit::Accepted { ticket, evicted } => {
                 if let Some(ev) = evicted {
                     debug!("pending handshakes full: closed the oldest silent one");
                     let _ = ev.send(());
+                    // Under a flood, let the handshake tasks run before
+                    // taking the next socket: a real peer's first message
+                    // then marks it as progressed before it could become
+                    // the oldest silent one.
+                    tokio::task::yield_now().await;
                 }
                 ticket
             }
