@@ -23,7 +23,9 @@
 //!   is accepted (and clears the count). Only a wrong digest from a
 //!   locked-out pair is answered slowly (the caller holds the socket until
 //!   the handshake deadline), which bounds how fast one source can guess:
-//!   at most `max_pending_per_source` guesses per `handshake_time`.
+//!   at most `max_pending_per_source` guesses per `handshake_time`. So that
+//!   rotating claimed names does not escape that, an address is also
+//!   counted over all names (`max_failures_per_address`, 100 a minute).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,6 +44,11 @@ pub struct AdmissionConfig {
     /// Wrong cookies per (address, claimed name) within
     /// [`Self::failure_window`] before that pair is locked out.
     pub max_failures: u32,
+    /// Wrong cookies from one address, under any names, within the window
+    /// before every wrong digest from it is answered slowly (so rotating
+    /// claimed names does not buy more fast guesses). A correct digest is
+    /// never affected.
+    pub max_failures_per_address: u32,
     /// The window failures are counted in.
     pub failure_window: Duration,
     /// Most (address, name) pairs tracked; the oldest go first.
@@ -55,6 +62,7 @@ impl Default for AdmissionConfig {
             max_pending_per_source: 16,
             handshake_time: Duration::from_secs(5),
             max_failures: 10,
+            max_failures_per_address: 100,
             failure_window: Duration::from_secs(60),
             max_tracked: 4096,
         }
@@ -127,6 +135,7 @@ pub struct Admission<T> {
     pending: HashMap<u64, Entry<T>>,
     per_source: HashMap<Source, usize>,
     failures: HashMap<(IpAddr, String), (u32, Instant)>,
+    by_address: HashMap<IpAddr, (u32, Instant)>,
 }
 
 impl<T> Admission<T> {
@@ -138,6 +147,7 @@ impl<T> Admission<T> {
             pending: HashMap::new(),
             per_source: HashMap::new(),
             failures: HashMap::new(),
+            by_address: HashMap::new(),
         }
     }
 
@@ -241,47 +251,22 @@ impl<T> Admission<T> {
     }
 
     /// Whether (address, claimed name) is locked out: too many wrong
-    /// cookies within the window. A locked-out pair still gets its digest
-    /// checked (a correct one is accepted); see the module documentation.
+    /// cookies within the window from the pair, or from the address under
+    /// any names. A locked-out pair still gets its digest checked (a
+    /// correct one is accepted); see the module documentation.
     pub fn locked_out(&mut self, ip: IpAddr, name: &str, now: Instant) -> bool {
-        let key = (ip, name.to_owned());
-        match self.failures.get(&key) {
-            Some(&(n, since)) if now.duration_since(since) < self.cfg.failure_window => {
-                n >= self.cfg.max_failures
-            }
-            Some(_) => {
-                self.failures.remove(&key);
-                false
-            }
-            None => false,
-        }
+        let window = self.cfg.failure_window;
+        count(&mut self.failures, &(ip, name.to_owned()), now, window) >= self.cfg.max_failures
+            || count(&mut self.by_address, &ip, now, window) >= self.cfg.max_failures_per_address
     }
 
     /// Counts a wrong cookie from (address, claimed name); returns whether
     /// the pair is now locked out.
     pub fn record_failure(&mut self, ip: IpAddr, name: &str, now: Instant) -> bool {
-        let window = self.cfg.failure_window;
-        let key = (ip, name.to_owned());
-        if self.failures.len() >= self.cfg.max_tracked.max(1) && !self.failures.contains_key(&key) {
-            self.failures
-                .retain(|_, (_, since)| now.duration_since(*since) < window);
-            if self.failures.len() >= self.cfg.max_tracked.max(1) {
-                if let Some(oldest) = self
-                    .failures
-                    .iter()
-                    .min_by_key(|(_, (_, since))| *since)
-                    .map(|(k, _)| k.clone())
-                {
-                    self.failures.remove(&oldest);
-                }
-            }
-        }
-        let e = self.failures.entry(key).or_insert((0, now));
-        if now.duration_since(e.1) >= window {
-            *e = (0, now);
-        }
-        e.0 = e.0.saturating_add(1);
-        e.0 >= self.cfg.max_failures
+        let (window, max) = (self.cfg.failure_window, self.cfg.max_tracked.max(1));
+        bump(&mut self.failures, (ip, name.to_owned()), now, window, max);
+        bump(&mut self.by_address, ip, now, window, max);
+        self.locked_out(ip, name, now)
     }
 
     /// A correct digest from (address, name): its failures are forgotten.
@@ -293,6 +278,52 @@ impl<T> Admission<T> {
     pub fn tracked_failures(&self) -> usize {
         self.failures.len()
     }
+}
+
+/// The count of `key` in its window (an expired entry is dropped).
+fn count<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, (u32, Instant)>,
+    key: &K,
+    now: Instant,
+    window: Duration,
+) -> u32 {
+    match map.get(key) {
+        Some(&(n, since)) if now.duration_since(since) < window => n,
+        Some(_) => {
+            map.remove(key);
+            0
+        }
+        None => 0,
+    }
+}
+
+/// Adds one to `key`'s count, starting a new window if the old one has
+/// passed; keeps at most `max` keys (expired ones go first, then the
+/// oldest).
+fn bump<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, (u32, Instant)>,
+    key: K,
+    now: Instant,
+    window: Duration,
+    max: usize,
+) {
+    if map.len() >= max && !map.contains_key(&key) {
+        map.retain(|_, (_, since)| now.duration_since(*since) < window);
+        if map.len() >= max {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (_, since))| *since)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+    }
+    let e = map.entry(key).or_insert((0, now));
+    if now.duration_since(e.1) >= window {
+        *e = (0, now);
+    }
+    e.0 = e.0.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -476,6 +507,22 @@ mod tests {
         assert!(adm.locked_out(lo, "bob@h", t0));
         adm.record_success(lo, "bob@h");
         assert!(!adm.locked_out(lo, "bob@h", t0));
+    }
+
+    #[test]
+    fn rotating_names_from_one_address_are_slowed_too() {
+        let t0 = Instant::now();
+        let mut adm: Admission<()> = Admission::new(AdmissionConfig::default());
+        let lo: IpAddr = Ipv4Addr::LOCALHOST.into();
+        for i in 0..99 {
+            adm.record_failure(lo, &format!("n{i}@h"), t0);
+        }
+        assert!(!adm.locked_out(lo, "fresh@h", t0));
+        adm.record_failure(lo, "n99@h", t0);
+        // Every name from this address is slowed now; another address not.
+        assert!(adm.locked_out(lo, "fresh@h", t0));
+        assert!(!adm.locked_out("127.0.0.2".parse().unwrap(), "fresh@h", t0));
+        assert!(!adm.locked_out(lo, "fresh@h", t0 + Duration::from_secs(61)));
     }
 
     #[test]
