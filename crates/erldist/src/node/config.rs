@@ -127,13 +127,23 @@ pub enum NodeError {
     NameTaken(String),
 }
 
-/// A connection event, for [`Node::events`].
+/// A connection or registration event, for [`Node::events`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeEvent {
     /// A connection to the node came up.
     Up(String),
     /// The connection went down, with the reason.
     Down(String, String),
+    /// The registration connection to EPMD closed (EPMD restarted or was
+    /// killed): the node is not findable until it re-registers, which it
+    /// keeps trying with backoff. Existing connections are unaffected.
+    RegistrationLost,
+    /// Registered with EPMD again after [`NodeEvent::RegistrationLost`].
+    Reregistered {
+        /// Whether through the epmdx extension (else plain ALIVE2).
+        extended: bool,
+    },
 }
 
 /// What [`Node::connections`] reports per peer.

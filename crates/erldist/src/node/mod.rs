@@ -38,7 +38,7 @@ use crate::transport::{tcp, uds, Proto, TransportError};
 
 use accept::{accept_loop, Failures, Listener};
 use procs::ProcTable;
-use registration::{register, Registration};
+use registration::{register, Registrar};
 use slots::SlotTable;
 
 pub(crate) struct Inner {
@@ -55,9 +55,10 @@ pub(crate) struct Inner {
     /// What this node listens on: (transport, port, extra).
     transports: Vec<(Proto, u16, Vec<u8>)>,
     tls: Option<Tls>,
-    /// Held for its side effect: the EPMD registration lives as long as
-    /// this connection. `None` once stopped, or for a client-only node.
-    registration: Mutex<Option<Registration>>,
+    /// Whether the EPMD registration uses the extension; `None` while not
+    /// registered (stopped, client-only, or re-registering). The
+    /// registration itself lives in its supervising task.
+    registered: Arc<Mutex<Option<bool>>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -124,12 +125,13 @@ impl Node {
     /// starts answering `net_adm:ping`.
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
         let (alive, _host) = split_name(&cfg.name)?;
+        let alive = alive.to_owned();
         let name = atom(&cfg.name)?;
         let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
         let mut listeners = Vec::new();
         for spec in &cfg.listen {
             let l = match spec.proto {
-                Proto::Uds => Listener::Uds(uds::bind(&cfg.uds_dir, alive).await?),
+                Proto::Uds => Listener::Uds(uds::bind(&cfg.uds_dir, &alive).await?),
                 p => {
                     if p.is_tls() && tls.is_none() {
                         return Err(TransportError::NoTls(p).into());
@@ -149,7 +151,7 @@ impl Node {
             // Like `-dist_listen false`: a random creation of at least 4.
             (random_u32().max(4), None)
         } else {
-            let (c, r) = register(alive, &transports, cfg.epmd_port, cfg.hidden).await?;
+            let (c, r) = register(&alive, &transports, cfg.epmd_port, cfg.hidden).await?;
             (c, Some(r))
         };
         let inner = Arc::new(Inner {
@@ -164,11 +166,23 @@ impl Node {
             listen_port,
             transports,
             tls,
-            registration: Mutex::new(registration),
+            registered: Arc::new(Mutex::new(registration.as_ref().map(|r| r.extended()))),
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
         let node = Self { inner };
+        if let Some(reg) = registration {
+            let registrar = Registrar {
+                alive,
+                transports: node.inner.transports.clone(),
+                epmd_port: node.inner.cfg.epmd_port,
+                hidden: node.inner.cfg.hidden,
+                events: node.inner.events.clone(),
+                extended: node.inner.registered.clone(),
+            };
+            let t = tokio::spawn(registrar.supervise(reg));
+            lock(&node.inner.tasks).push(t.abort_handle());
+        }
         let permits = Arc::new(Semaphore::new(node.inner.cfg.max_pending_handshakes));
         for l in listeners {
             let t = tokio::spawn(accept_loop(node.inner.clone(), l, permits.clone()));
@@ -250,19 +264,24 @@ impl Node {
         self.inner.conn(peer).await.map(|_| ())
     }
 
-    /// Whether the node registered through the epmdx extension (else
-    /// plain ALIVE2, or not at all for a client-only node).
+    /// Whether the node is registered through the epmdx extension (else
+    /// plain ALIVE2, or not at all: a client-only node, a stopped one, or
+    /// one re-registering after EPMD went away).
     pub fn registered_extended(&self) -> bool {
-        matches!(
-            *lock(&self.inner.registration),
-            Some(Registration::Extended(_))
-        )
+        *lock(&self.inner.registered) == Some(true)
+    }
+
+    /// Whether the node is registered with EPMD now.
+    pub fn registered(&self) -> bool {
+        lock(&self.inner.registered).is_some()
     }
 
     /// Stops the node: unregisters from EPMD, stops listening and closes
     /// every connection. Mailboxes stay usable for local traffic.
     pub fn stop(&self) {
-        lock(&self.inner.registration).take();
+        // Aborting the registration task drops the registration, which
+        // closes its connection: EPMD unregisters the node.
+        lock(&self.inner.registered).take();
         for t in lock(&self.inner.tasks).drain(..) {
             t.abort();
         }
