@@ -150,7 +150,7 @@ impl Node {
                                     let peer = Atom::new(&c.peer).ok()?;
                                     Some(Term::Tuple(vec![
                                         Term::Atom(peer),
-                                        Term::atom(c.transport),
+                                        Term::atom(c.transport.name()),
                                     ]))
                                 })
                                 .collect(),
