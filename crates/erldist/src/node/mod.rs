@@ -59,7 +59,8 @@ pub(crate) struct Inner {
     /// registered (stopped, client-only, or re-registering). The
     /// registration itself lives in its supervising task.
     registered: Arc<Mutex<Option<bool>>>,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The node's own tasks (listeners, services, registration).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -72,9 +73,26 @@ impl std::fmt::Debug for Inner {
 }
 
 /// A Rust Erlang node. Cheap to clone; all clones are the same node.
+///
+/// The node runs until [`Node::stop`] or [`Node::shutdown`], or until the
+/// last `Node` and [`Mailbox`] of it are dropped: then it unregisters,
+/// stops listening and closes its connections.
 #[derive(Debug, Clone)]
 pub struct Node {
     inner: Arc<Inner>,
+    /// Shared by the handles the user holds (not by the node's own tasks):
+    /// its drop stops the node.
+    _keep: Option<Arc<Keep>>,
+}
+
+/// Stops the node when the last user handle goes.
+#[derive(Debug)]
+struct Keep(Arc<Inner>);
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 // A poisoned lock only means some thread panicked while holding it; every
@@ -170,7 +188,10 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
-        let node = Self { inner };
+        let node = Self {
+            _keep: Some(Arc::new(Keep(inner.clone()))),
+            inner,
+        };
         if let Some(reg) = registration {
             let registrar = Registrar {
                 alive,
@@ -181,12 +202,12 @@ impl Node {
                 extended: node.inner.registered.clone(),
             };
             let t = tokio::spawn(registrar.supervise(reg));
-            lock(&node.inner.tasks).push(t.abort_handle());
+            lock(&node.inner.tasks).push(t);
         }
         let permits = Arc::new(Semaphore::new(node.inner.cfg.max_pending_handshakes));
         for l in listeners {
             let t = tokio::spawn(accept_loop(node.inner.clone(), l, permits.clone()));
-            lock(&node.inner.tasks).push(t.abort_handle());
+            lock(&node.inner.tasks).push(t);
         }
         node.spawn_services()?;
         info!(
@@ -279,19 +300,69 @@ impl Node {
     /// Stops the node: unregisters from EPMD, stops listening and closes
     /// every connection. Mailboxes stay usable for local traffic.
     pub fn stop(&self) {
-        // Aborting the registration task drops the registration, which
-        // closes its connection: EPMD unregisters the node.
+        self.inner.stop();
+    }
+
+    /// Stops the node as [`Node::stop`] does, and returns once it is
+    /// done: unregistered from EPMD, its listeners and services ended and
+    /// its connections closed (or after the set-up time, if a peer is slow
+    /// to let go).
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
         lock(&self.inner.registered).take();
-        for t in lock(&self.inner.tasks).drain(..) {
+        for t in &tasks {
             t.abort();
         }
-        for (_, h) in lock(&self.inner.conns).live() {
-            h.close();
+        for t in tasks {
+            // Cancelled (or finished): either way the task is gone, and
+            // with the registration task its EPMD connection.
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.cfg.setup_time;
+        loop {
+            let notified = self.inner.conn_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let live: Vec<_> = lock(&self.inner.conns)
+                .live()
+                .map(|(_, h)| h.clone())
+                .collect();
+            if live.is_empty() {
+                return;
+            }
+            for h in &live {
+                h.close();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A handle for the node's own tasks: it does not keep the node
+    /// running.
+    pub(super) fn internal(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _keep: None,
         }
     }
 }
 
 impl Inner {
+    /// Unregisters (the registration task owns the registration: aborting
+    /// it closes the EPMD connection), stops listening and the services,
+    /// and closes every connection.
+    fn stop(&self) {
+        lock(&self.registered).take();
+        for t in lock(&self.tasks).iter() {
+            t.abort();
+        }
+        for (_, h) in lock(&self.conns).live() {
+            h.close();
+        }
+    }
+
     fn handshake_config(&self, proto: Proto) -> HandshakeConfig {
         HandshakeConfig::new(
             self.name.as_str(),
