@@ -252,7 +252,7 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         .listen
         .map(|l| {
             l.iter()
-                .map(|s| s.parse::<ListenSpec>().map_err(anyhow::Error::msg))
+                .map(|s| Ok(s.parse::<ListenSpec>()?))
                 .collect::<Result<Vec<_>>>()
         })
         .transpose()?;
@@ -266,7 +266,10 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
 
 /// Names the flag or file setting a [`PolicyError`] is about.
 fn policy_setting(e: &PolicyError, o: &TransportOpts, file_rules: usize, file: &str) -> String {
-    let flag = match e.setting.as_str() {
+    let PolicyError::Setting { setting, cause } = e else {
+        return format!("policy: {e}");
+    };
+    let flag = match setting.as_str() {
         "same_host" if !o.same_host.is_empty() => Some("--same-host".to_owned()),
         "same_subnet" if !o.same_subnet.is_empty() => Some("--same-subnet".to_owned()),
         "other" if !o.other.is_empty() => Some("--other".to_owned()),
@@ -279,9 +282,9 @@ fn policy_setting(e: &PolicyError, o: &TransportOpts, file_rules: usize, file: &
             .map(|text| format!("--rule {text:?}")),
     };
     match flag {
-        Some(f) => format!("{f}: {}", e.reason),
-        None if file.is_empty() => format!("policy {}: {}", e.setting, e.reason),
-        None => format!("[policy] {} in {file}: {}", e.setting, e.reason),
+        Some(f) => format!("{f}: {cause}"),
+        None if file.is_empty() => format!("policy {setting}: {cause}"),
+        None => format!("[policy] {setting} in {file}: {cause}"),
     }
 }
 

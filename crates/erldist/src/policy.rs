@@ -97,6 +97,56 @@ where
     }
 }
 
+/// Why a transport name, address, CIDR or policy configuration was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Not one of the transport names.
+    #[error("unknown transport {0:?} (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds)")]
+    UnknownTransport(String),
+    /// A listen address that does not parse.
+    #[error("bad address {text:?}")]
+    BadAddress {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR whose address does not parse.
+    #[error("bad CIDR {text:?}")]
+    BadCidr {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR prefix that is not a number up to 32 (IPv4) or 128 (IPv6).
+    #[error("bad prefix in {0:?}")]
+    BadPrefix(String),
+    /// A rule with both or neither of `node` and `cidr`.
+    #[error("a rule needs exactly one of `node` or `cidr`")]
+    RuleMatcher,
+    /// A transport listed twice in one list.
+    #[error("transport {0:?} listed twice")]
+    Repeated(String),
+    /// An empty node-name pattern.
+    #[error("empty node-name pattern")]
+    EmptyPattern,
+    /// One of the above in a setting of a [`RuleConfig`], named by its key
+    /// in the `[policy]` table (`same_host`, `rule[2].cidr`, ...). A node
+    /// refuses to start with one: a typo in a TLS-only rule must not
+    /// quietly mean plain TCP.
+    #[error("policy setting {setting}: {cause}")]
+    Setting {
+        /// The setting.
+        setting: String,
+        /// What is wrong with it.
+        #[source]
+        cause: Box<Self>,
+    },
+}
+
 /// An IP network, `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -135,10 +185,13 @@ impl Cidr {
 }
 
 impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.parse().map_err(|e| format!("bad CIDR {s:?}: {e}"))?;
+        let addr: IpAddr = a.parse().map_err(|source| PolicyError::BadCidr {
+            text: s.to_owned(),
+            source,
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = if p.is_empty() {
             max
@@ -146,7 +199,7 @@ impl std::str::FromStr for Cidr {
             p.parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("bad prefix in {s:?}"))?
+                .ok_or_else(|| PolicyError::BadPrefix(s.to_owned()))?
         };
         Ok(Self { addr, prefix })
     }
@@ -305,30 +358,19 @@ pub struct RulePolicy {
     nets: Vec<Cidr>,
 }
 
-/// A [`RuleConfig`] that cannot be used, naming the setting (its key in the
-/// `[policy]` table). A node refuses to start with one: a typo in a
-/// TLS-only rule must not quietly mean plain TCP.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("policy setting {setting}: {reason}")]
-pub struct PolicyError {
-    /// The setting, e.g. `same_host` or `rule[2].cidr`.
-    pub setting: String,
-    /// What is wrong with it.
-    pub reason: String,
+fn in_setting(setting: impl Into<String>, cause: PolicyError) -> PolicyError {
+    PolicyError::Setting {
+        setting: setting.into(),
+        cause: Box::new(cause),
+    }
 }
 
 fn protos(setting: &str, names: &[String]) -> Result<Vec<Proto>, PolicyError> {
     let mut out: Vec<Proto> = Vec::with_capacity(names.len());
     for n in names {
-        let p: Proto = n.parse().map_err(|reason| PolicyError {
-            setting: setting.to_owned(),
-            reason,
-        })?;
+        let p: Proto = n.parse().map_err(|e| in_setting(setting, e))?;
         if out.contains(&p) {
-            return Err(PolicyError {
-                setting: setting.to_owned(),
-                reason: format!("transport {n:?} listed twice"),
-            });
+            return Err(in_setting(setting, PolicyError::Repeated(n.clone())));
         }
         out.push(p);
     }
@@ -351,21 +393,17 @@ impl RulePolicy {
                 let at = |key: &str| format!("rule[{}].{key}", i + 1);
                 let m = match (&r.node, &r.cidr) {
                     (Some(n), None) if n.is_empty() => {
-                        return Err(PolicyError {
-                            setting: at("node"),
-                            reason: "empty node-name pattern".into(),
-                        })
+                        return Err(in_setting(at("node"), PolicyError::EmptyPattern))
                     }
                     (Some(n), None) => Matcher::Node(n.clone()),
-                    (None, Some(c)) => Matcher::Cidr(c.parse().map_err(|reason| PolicyError {
-                        setting: at("cidr"),
-                        reason,
-                    })?),
+                    (None, Some(c)) => {
+                        Matcher::Cidr(c.parse().map_err(|e| in_setting(at("cidr"), e))?)
+                    }
                     _ => {
-                        return Err(PolicyError {
-                            setting: format!("rule[{}]", i + 1),
-                            reason: "a rule needs exactly one of `node` or `cidr`".into(),
-                        })
+                        return Err(in_setting(
+                            format!("rule[{}]", i + 1),
+                            PolicyError::RuleMatcher,
+                        ))
                     }
                 };
                 Ok((m, protos(&at("use"), &r.transports)?))
@@ -493,6 +531,25 @@ mod tests {
         assert_eq!(locality(&ip("fd00::9"), &n), Locality::SameSubnet);
         assert_eq!(locality(&ip("10.2.0.7"), &n), Locality::Other);
         assert!("1.2.3.4/33".parse::<Cidr>().is_err());
+        assert_eq!(
+            "1.2.3.4/33".parse::<Cidr>(),
+            Err(PolicyError::BadPrefix("1.2.3.4/33".into()))
+        );
+        let e = "nope/8".parse::<Cidr>().unwrap_err();
+        assert!(matches!(e, PolicyError::BadCidr { .. }));
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parser's error is kept"
+        );
+        let e = "inet_tcp@nowhere"
+            .parse::<crate::transport::ListenSpec>()
+            .unwrap_err();
+        assert!(matches!(e, PolicyError::BadAddress { .. }));
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            "tcp".parse::<Proto>(),
+            Err(PolicyError::UnknownTransport("tcp".into()))
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
                             "Unix socket {} was deleted or replaced: unregistering the uds transport",
                             u.path.display()
                         );
-                        inner.unregister_transport(Proto::Uds).await;
+                        inner.unregister_transport(Proto::Uds);
                         return;
                     }
                 }

@@ -17,8 +17,10 @@ use crate::transport::{uds, ListenSpec, Proto, TransportError};
 /// No atom cache and no fragments, so peers send pass-through messages.
 pub const OFFERED_FLAGS: u64 = flags::DEFAULT_OPTIONAL;
 
-/// How a node is set up.
+/// How a node is set up: [`NodeConfig::new`] and the `with_*` setters
+/// (fields stay public for reading and tweaking; new ones may be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// Full node name, `alive@host`.
     pub name: String,
@@ -70,6 +72,68 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             admission: AdmissionConfig::default(),
         }
+    }
+}
+
+impl NodeConfig {
+    /// Hidden nodes do not join the peer's `nodes()` list.
+    pub fn with_hidden(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    /// The transports to listen on (empty: a client-only node).
+    pub fn with_listen(mut self, listen: Vec<ListenSpec>) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Certificates for the TLS transports.
+    pub fn with_tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The Unix socket's directory.
+    pub fn with_uds_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.uds_dir = dir.into();
+        self
+    }
+
+    /// The transport selection policy.
+    pub fn with_policy(mut self, policy: impl SelectionPolicy + 'static) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Whether to try the next transport when one is unreachable.
+    pub fn with_failover(mut self, failover: bool) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// The EPMD port.
+    pub fn with_epmd_port(mut self, port: u16) -> Self {
+        self.epmd_port = port;
+        self
+    }
+
+    /// `net_ticktime`.
+    pub fn with_net_ticktime(mut self, t: Duration) -> Self {
+        self.net_ticktime = t;
+        self
+    }
+
+    /// The bound on one connection set-up.
+    pub fn with_setup_time(mut self, t: Duration) -> Self {
+        self.setup_time = t;
+        self
+    }
+
+    /// Admission of incoming handshakes (see [`crate::admission`]).
+    pub fn with_admission(mut self, admission: AdmissionConfig) -> Self {
+        self.admission = admission;
+        self
     }
 }
 
@@ -134,13 +198,28 @@ pub enum NodeError {
     NameTaken(String),
 }
 
-/// A connection event, for [`Node::events`].
+/// A connection or registration event, for [`Node::events`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeEvent {
     /// A connection to the node came up.
     Up(String),
-    /// The connection went down, with the reason.
-    Down(String, String),
+    /// The connection went down.
+    Down {
+        /// The peer node.
+        peer: String,
+        /// Why, as text (the connection error's message).
+        reason: String,
+    },
+    /// The registration connection to EPMD closed (EPMD restarted or was
+    /// killed): the node is not findable until it re-registers, which it
+    /// keeps trying with backoff. Existing connections are unaffected.
+    RegistrationLost,
+    /// Registered with EPMD again after [`NodeEvent::RegistrationLost`].
+    Reregistered {
+        /// Whether through the epmdx extension (else plain ALIVE2).
+        extended: bool,
+    },
 }
 
 /// What [`Node::connections`] reports per peer.
@@ -148,8 +227,8 @@ pub enum NodeEvent {
 pub struct ConnInfo {
     /// The peer node.
     pub peer: String,
-    /// The transport in use (`inet_tcp`, ...).
-    pub transport: &'static str,
+    /// The transport in use.
+    pub transport: Proto,
     /// Negotiated distribution flags.
     pub flags: u64,
 }

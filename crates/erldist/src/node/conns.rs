@@ -10,6 +10,7 @@ use tracing::{debug, info};
 use super::slots::Claim;
 use super::{lock, split_name, ConnInfo, Inner, Node, NodeError, NodeEvent};
 use crate::conn::{self, ConnError, ConnHandle};
+use crate::transport::Proto;
 
 impl Node {
     /// Every live connection and the transport it uses.
@@ -18,7 +19,8 @@ impl Node {
             .live()
             .map(|(peer, h)| ConnInfo {
                 peer: peer.to_owned(),
-                transport: h.transport,
+                // Connections are only made on the fixed transports.
+                transport: Proto::from_name(h.transport).unwrap_or(Proto::InetTcp),
                 flags: h.flags,
             })
             .collect();

@@ -38,7 +38,7 @@ use crate::transport::{tcp, uds, Proto, TransportError};
 
 use accept::{accept_loop, Listener, SharedAdmission};
 use procs::ProcTable;
-use registration::{register, Registration};
+use registration::{register, Registrar};
 use slots::SlotTable;
 
 pub(crate) struct Inner {
@@ -54,10 +54,14 @@ pub(crate) struct Inner {
     /// What this node listens on: (transport, port, extra).
     transports: Vec<(Proto, u16, Vec<u8>)>,
     tls: Option<Tls>,
-    /// Held for its side effect: the EPMD registration lives as long as
-    /// this connection. `None` once stopped, or for a client-only node.
-    registration: Mutex<Option<Registration>>,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Whether the EPMD registration uses the extension; `None` while not
+    /// registered (stopped, client-only, or re-registering). The
+    /// registration itself lives in its supervising task.
+    registered: Arc<Mutex<Option<bool>>>,
+    /// Tells the registrar task to withdraw a transport.
+    withdraw: mpsc::UnboundedSender<Proto>,
+    /// The node's own tasks (listeners, services, registration).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -70,9 +74,26 @@ impl std::fmt::Debug for Inner {
 }
 
 /// A Rust Erlang node. Cheap to clone; all clones are the same node.
+///
+/// The node runs until [`Node::stop`] or [`Node::shutdown`], or until the
+/// last `Node` and [`Mailbox`] of it are dropped: then it unregisters,
+/// stops listening and closes its connections.
 #[derive(Debug, Clone)]
 pub struct Node {
     inner: Arc<Inner>,
+    /// Shared by the handles the user holds (not by the node's own tasks):
+    /// its drop stops the node.
+    _keep: Option<Arc<Keep>>,
+}
+
+/// Stops the node when the last user handle goes.
+#[derive(Debug)]
+struct Keep(Arc<Inner>);
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 // A poisoned lock only means some thread panicked while holding it; every
@@ -123,12 +144,13 @@ impl Node {
     /// starts answering `net_adm:ping`.
     pub async fn start(cfg: NodeConfig) -> Result<Self, NodeError> {
         let (alive, _host) = split_name(&cfg.name)?;
+        let alive = alive.to_owned();
         let name = atom(&cfg.name)?;
         let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
         let mut listeners = Vec::new();
         for spec in &cfg.listen {
             let l = match spec.proto {
-                Proto::Uds => Listener::Uds(uds::bind(&cfg.uds_dir, alive).await?),
+                Proto::Uds => Listener::Uds(uds::bind(&cfg.uds_dir, &alive).await?),
                 p => {
                     if p.is_tls() && tls.is_none() {
                         return Err(TransportError::NoTls(p).into());
@@ -148,9 +170,10 @@ impl Node {
             // Like `-dist_listen false`: a random creation of at least 4.
             (random_u32().max(4), None)
         } else {
-            let (c, r) = register(alive, &transports, cfg.epmd_port, cfg.hidden).await?;
+            let (c, r) = register(&alive, &transports, cfg.epmd_port, cfg.hidden).await?;
             (c, Some(r))
         };
+        let (withdraw_tx, withdraw_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             creation,
             procs: RwLock::new(ProcTable::new(name.clone(), creation)),
@@ -162,17 +185,34 @@ impl Node {
             listen_port,
             transports,
             tls,
-            registration: Mutex::new(registration),
+            registered: Arc::new(Mutex::new(registration.as_ref().map(|r| r.extended()))),
+            withdraw: withdraw_tx,
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
-        let node = Self { inner };
+        let node = Self {
+            _keep: Some(Arc::new(Keep(inner.clone()))),
+            inner,
+        };
+        if let Some(reg) = registration {
+            let registrar = Registrar {
+                alive,
+                transports: node.inner.transports.clone(),
+                epmd_port: node.inner.cfg.epmd_port,
+                hidden: node.inner.cfg.hidden,
+                events: node.inner.events.clone(),
+                extended: node.inner.registered.clone(),
+                withdraw: withdraw_rx,
+            };
+            let t = tokio::spawn(registrar.supervise(reg));
+            lock(&node.inner.tasks).push(t);
+        }
         let admission: SharedAdmission = Arc::new(Mutex::new(crate::admission::Admission::new(
             node.inner.cfg.admission.clone(),
         )));
         for l in listeners {
             let t = tokio::spawn(accept_loop(node.inner.clone(), l, admission.clone()));
-            lock(&node.inner.tasks).push(t.abort_handle());
+            lock(&node.inner.tasks).push(t);
         }
         node.spawn_services()?;
         info!(
@@ -250,29 +290,84 @@ impl Node {
         self.inner.conn(peer).await.map(|_| ())
     }
 
-    /// Whether the node registered through the epmdx extension (else
-    /// plain ALIVE2, or not at all for a client-only node).
+    /// Whether the node is registered through the epmdx extension (else
+    /// plain ALIVE2, or not at all: a client-only node, a stopped one, or
+    /// one re-registering after EPMD went away).
     pub fn registered_extended(&self) -> bool {
-        matches!(
-            *lock(&self.inner.registration),
-            Some(Registration::Extended(_))
-        )
+        *lock(&self.inner.registered) == Some(true)
+    }
+
+    /// Whether the node is registered with EPMD now.
+    pub fn registered(&self) -> bool {
+        lock(&self.inner.registered).is_some()
     }
 
     /// Stops the node: unregisters from EPMD, stops listening and closes
     /// every connection. Mailboxes stay usable for local traffic.
     pub fn stop(&self) {
-        lock(&self.inner.registration).take();
-        for t in lock(&self.inner.tasks).drain(..) {
+        self.inner.stop();
+    }
+
+    /// Stops the node as [`Node::stop`] does, and returns once it is
+    /// done: unregistered from EPMD, its listeners and services ended and
+    /// its connections closed (or after the set-up time, if a peer is slow
+    /// to let go).
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> = lock(&self.inner.tasks).drain(..).collect();
+        lock(&self.inner.registered).take();
+        for t in &tasks {
             t.abort();
         }
-        for (_, h) in lock(&self.inner.conns).live() {
-            h.close();
+        for t in tasks {
+            // Cancelled (or finished): either way the task is gone, and
+            // with the registration task its EPMD connection.
+            let _ = t.await;
+        }
+        let deadline = tokio::time::Instant::now() + self.inner.cfg.setup_time;
+        loop {
+            let notified = self.inner.conn_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let live: Vec<_> = lock(&self.inner.conns)
+                .live()
+                .map(|(_, h)| h.clone())
+                .collect();
+            if live.is_empty() {
+                return;
+            }
+            for h in &live {
+                h.close();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A handle for the node's own tasks: it does not keep the node
+    /// running.
+    pub(super) fn internal(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _keep: None,
         }
     }
 }
 
 impl Inner {
+    /// Unregisters (the registration task owns the registration: aborting
+    /// it closes the EPMD connection), stops listening and the services,
+    /// and closes every connection.
+    fn stop(&self) {
+        lock(&self.registered).take();
+        for t in lock(&self.tasks).iter() {
+            t.abort();
+        }
+        for (_, h) in lock(&self.conns).live() {
+            h.close();
+        }
+    }
+
     fn handshake_config(&self, proto: Proto) -> HandshakeConfig {
         HandshakeConfig::new(
             self.name.as_str(),

@@ -103,8 +103,9 @@ impl Node {
     /// `{error, Reason}` after connecting this node to `Peer`.
     pub(super) fn spawn_services(&self) -> Result<(), NodeError> {
         for service in ["net_kernel", "erldist"] {
-            let mut mb = self.register_mailbox(service)?;
-            let node = self.clone();
+            // Internal handles: the services must not keep the node alive.
+            let node = self.internal();
+            let mut mb = node.register_mailbox(service)?;
             let t = tokio::spawn(async move {
                 while let Some(m) = mb.recv().await {
                     let Term::Tuple(e) = &m else { continue };
@@ -150,7 +151,7 @@ impl Node {
                                     let peer = Atom::new(&c.peer).ok()?;
                                     Some(Term::Tuple(vec![
                                         Term::Atom(peer),
-                                        Term::atom(c.transport),
+                                        Term::atom(c.transport.name()),
                                     ]))
                                 })
                                 .collect(),
@@ -160,7 +161,7 @@ impl Node {
                     let _ = mb.send(to, Term::Tuple(vec![tag.clone(), reply])).await;
                 }
             });
-            lock(&self.inner.tasks).push(t.abort_handle());
+            lock(&self.inner.tasks).push(t);
         }
         Ok(())
     }

@@ -218,9 +218,10 @@ impl Dispatch for Inner {
             // A newer connection replaced this one; nothing went down.
             return;
         }
-        let _ = self
-            .events
-            .send(NodeEvent::Down(peer.to_owned(), why.to_string()));
+        let _ = self.events.send(NodeEvent::Down {
+            peer: peer.to_owned(),
+            reason: why.to_string(),
+        });
         info!(peer, "connection down: {why}");
         let fx = write(&self.procs).connection_lost(peer);
         self.apply(fx, None);
