@@ -165,8 +165,13 @@ pub enum TransportError {
         cause: io::Error,
     },
     /// TLS configuration (files, keys) is unusable.
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {what}")]
+    TlsConfig {
+        /// What was being loaded or built.
+        what: String,
+        /// The underlying error (PEM, rustls, rcgen), if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A TLS listener or connection without TLS configuration.
     #[error("transport {0} needs TLS certificates (--tls-cert, --tls-key, --tls-ca)")]
     NoTls(Proto),
@@ -187,6 +192,16 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    pub(crate) fn tls_config(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::TlsConfig {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, cause: io::Error) -> Self {
         Self::Io {
             what: what.into(),
