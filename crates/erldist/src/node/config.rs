@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dist_proto::flags;
 use epmd_client::ClientError;
+use erl_term::Term;
 
 use crate::conn::ConnError;
 use crate::policy::{FirstOffered, SelectionPolicy};
@@ -202,7 +203,7 @@ pub enum NodeError {
     Timeout,
     /// The called process went down (or its node did) before replying.
     #[error("process down: {0}")]
-    Down(String),
+    Down(Term),
     /// The name is already registered on this node.
     #[error("name {0} is already registered")]
     NameTaken(String),
