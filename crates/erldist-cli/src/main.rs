@@ -501,10 +501,10 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             }
             echo_task.abort();
-            node.stop();
-            // Let the listener tasks drop their sockets (the Unix socket
-            // file is removed then).
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Returns once the listener tasks have dropped their sockets
+            // (the Unix socket file goes with them) and EPMD's
+            // registration connection is closed.
+            node.shutdown().await;
             Ok(0)
         }
         Cmd::Ping { node: target } => {

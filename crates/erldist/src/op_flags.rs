@@ -13,8 +13,8 @@
 //! which suits simple C nodes. The same file picks SEND_SENDER over SEND
 //! and the PAYLOAD_ exit forms by `SEND_SENDER` / `EXIT_PAYLOAD`. The
 //! flags' meanings for UNLINK_ID (new link protocol, else UNLINK), ALIAS
-//! (ALIAS_SEND) and SPAWN (SPAWN_REQUEST / SPAWN_REPLY) are those of
-//! docs/protocol.md and OTP's distribution protocol guide.
+//! (ALIAS_SEND) and SPAWN (SPAWN_REQUEST / SPAWN_REPLY) are those of OTP's
+//! distribution protocol guide, `erts/doc/guides/erl_dist_protocol.md`.
 
 use dist_proto::flags;
 use erl_term::{Pid, Reference, Term};

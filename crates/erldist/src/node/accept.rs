@@ -133,11 +133,12 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
             let setup = async {
                 let mut stream = if proto.is_tls() {
                     let tls = inner.tls.as_ref().ok_or((ConnError::Closed, None))?;
+                    // The TransportError stays the io::Error's source.
                     tls.accept(stream, &who).await.map_err(|e| {
                         (
                             ConnError::Io(std::io::Error::new(
                                 std::io::ErrorKind::PermissionDenied,
-                                e.to_string(),
+                                e,
                             )),
                             None,
                         )

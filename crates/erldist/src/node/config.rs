@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use dist_proto::flags;
 use epmd_client::ClientError;
+use erl_term::Term;
 
 use crate::admission::AdmissionConfig;
 use crate::conn::ConnError;
 use crate::policy::{FirstOffered, SelectionPolicy};
-use crate::transport::tls::TlsFiles;
+use crate::transport::tls::{TlsConfig, TlsFiles};
 use crate::transport::{uds, ListenSpec, Proto, TransportError};
 
 /// Optional distribution flags this node offers: the traffic it decodes.
@@ -31,8 +32,11 @@ pub struct NodeConfig {
     /// The transports to listen on, each registered with EPMD. Empty makes
     /// a client-only node that neither listens nor registers.
     pub listen: Vec<ListenSpec>,
-    /// Certificates, needed for `inet_tls` / `inet6_tls`.
+    /// Certificates, needed for `inet_tls` / `inet6_tls` (unless
+    /// `tls_config` is set).
     pub tls: Option<TlsFiles>,
+    /// Ready rustls configurations; used instead of `tls` when set.
+    pub tls_config: Option<TlsConfig>,
     /// Directory of the Unix socket (see [`crate::transport::uds`]).
     pub uds_dir: std::path::PathBuf,
     /// Chooses the transport for each outgoing connection.
@@ -64,6 +68,7 @@ impl NodeConfig {
             hidden: false,
             listen: vec![ListenSpec::any(Proto::InetTcp)],
             tls: None,
+            tls_config: None,
             uds_dir: uds::default_dir(),
             policy: Arc::new(FirstOffered),
             failover: true,
@@ -91,6 +96,13 @@ impl NodeConfig {
     /// Certificates for the TLS transports.
     pub fn with_tls(mut self, tls: TlsFiles) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// TLS from rustls configurations built by the caller, instead of
+    /// certificate files.
+    pub fn with_tls_config(mut self, tls: TlsConfig) -> Self {
+        self.tls_config = Some(tls);
         self
     }
 
@@ -192,7 +204,7 @@ pub enum NodeError {
     Timeout,
     /// The called process went down (or its node did) before replying.
     #[error("process down: {0}")]
-    Down(String),
+    Down(Term),
     /// The name is already registered on this node.
     #[error("name {0} is already registered")]
     NameTaken(String),

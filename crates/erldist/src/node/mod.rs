@@ -146,7 +146,11 @@ impl Node {
         let (alive, _host) = split_name(&cfg.name)?;
         let alive = alive.to_owned();
         let name = atom(&cfg.name)?;
-        let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
+        let tls = match (&cfg.tls_config, &cfg.tls) {
+            (Some(c), _) => Some(Tls::from_config(c)),
+            (None, Some(files)) => Some(Tls::load(files)?),
+            (None, None) => None,
+        };
         let mut listeners = Vec::new();
         for spec in &cfg.listen {
             let l = match spec.proto {

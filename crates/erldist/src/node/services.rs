@@ -87,7 +87,7 @@ impl Node {
                         && e[0] == Term::atom("DOWN")
                         && e[1] == Term::Reference(mref.clone()) =>
                 {
-                    return Err(NodeError::Down(e[4].to_string()));
+                    return Err(NodeError::Down(e[4].clone()));
                 }
                 Term::Tuple(ref e) if e.len() == 4 && e[0] == Term::atom("io_request") => {
                     answer_io_request(&mb, e).await;

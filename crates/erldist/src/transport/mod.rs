@@ -165,8 +165,13 @@ pub enum TransportError {
         cause: io::Error,
     },
     /// TLS configuration (files, keys) is unusable.
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {what}")]
+    TlsConfig {
+        /// What was being loaded or built.
+        what: String,
+        /// The underlying error (PEM, rustls, rcgen), if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A TLS file that cannot be used; `setting` is its key in the `[tls]`
     /// table / field of [`tls::TlsFiles`] (`cert`, `key` or `ca`).
     #[error("TLS {setting} {path}: {reason}")]
@@ -210,6 +215,23 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    pub(crate) fn tls_config(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::TlsConfig {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub(crate) fn tls_message(what: impl Into<String>) -> Self {
+        Self::TlsConfig {
+            what: what.into(),
+            source: None,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, cause: io::Error) -> Self {
         Self::Io {
             what: what.into(),

@@ -80,10 +80,33 @@ fn load_certs(
     Ok(certs)
 }
 
-impl Tls {
-    /// Loads the files and builds both configurations.
-    pub(crate) fn load(files: &TlsFiles) -> Result<Self, TransportError> {
-        let cfg_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
+/// The rustls configurations a node uses for its TLS transports: the
+/// server side (which must require and verify client certificates for
+/// mutual authentication, as `inet_tls_dist` peers expect) and the client
+/// side (which presents this node's certificate).
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsConfig")
+    }
+}
+
+impl TlsConfig {
+    /// Configurations built by the caller (their own verifiers, key
+    /// stores, cipher suites).
+    pub fn new(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> Self {
+        Self { server, client }
+    }
+
+    /// Loads PEM files and builds both configurations: mutual
+    /// authentication against the CA, TLS 1.2 and 1.3, AES-128-GCM first.
+    pub fn from_files(files: &TlsFiles) -> Result<Self, TransportError> {
+        let cfg_err = |e: rustls::Error| TransportError::tls_config("rustls", e);
         let certs = load_certs("cert", &files.cert)?;
         let key =
             PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err("key", &files.key, e))?;
@@ -105,7 +128,7 @@ impl Tls {
         let provider = Arc::new(provider);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
-            .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+            .map_err(|e| TransportError::tls_config("client certificate verifier", e))?;
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(cfg_err)?
@@ -124,10 +147,22 @@ impl Tls {
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)
             .map_err(cfg_err)?;
-        Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
-            connector: TlsConnector::from(Arc::new(client)),
-        })
+        Ok(Self::new(Arc::new(server), Arc::new(client)))
+    }
+}
+
+impl Tls {
+    /// Loads the files and builds both configurations.
+    pub(crate) fn load(files: &TlsFiles) -> Result<Self, TransportError> {
+        TlsConfig::from_files(files).map(|c| Self::from_config(&c))
+    }
+
+    /// Uses ready configurations.
+    pub(crate) fn from_config(c: &TlsConfig) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(c.server.clone()),
+            connector: TlsConnector::from(c.client.clone()),
+        }
     }
 
     /// Server side of the TLS handshake.
@@ -279,7 +314,7 @@ pub fn generate_certs(
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
-    let err = |e: rcgen::Error| TransportError::TlsConfig(e.to_string());
+    let err = |e: rcgen::Error| TransportError::tls_config("certificate generation", e);
     let io = |p: &Path, e| TransportError::io(format!("write {}", p.display()), e);
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut written = Vec::new();
@@ -304,7 +339,7 @@ pub fn generate_certs(
     }
     for name in names {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(TransportError::TlsConfig(format!(
+            return Err(TransportError::tls_message(format!(
                 "node name {name:?} cannot be a certificate file name"
             )));
         }
@@ -349,11 +384,12 @@ pub fn generate_certs(
                     .map_err(|e| TransportError::io(format!("read {}", p.display()), e))
             };
             let cert_pem = read(cert)?;
-            ca_key = KeyPair::from_pem(&read(key)?)
-                .map_err(|e| TransportError::TlsConfig(format!("CA key {}: {e}", key.display())))?;
+            ca_key = KeyPair::from_pem(&read(key)?).map_err(|e| {
+                TransportError::tls_message(format!("CA key {}: {e}", key.display()))
+            })?;
             check_ca_key(&cert_pem, &ca_key, cert, key)?;
             Issuer::from_ca_cert_pem(&cert_pem, &ca_key).map_err(|e| {
-                TransportError::TlsConfig(format!("CA certificate {}: {e}", cert.display()))
+                TransportError::tls_message(format!("CA certificate {}: {e}", cert.display()))
             })?
         }
     };
@@ -387,13 +423,13 @@ fn check_ca_key(
     key_path: &Path,
 ) -> Result<(), TransportError> {
     let ca = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
-        TransportError::TlsConfig(format!("CA certificate {}: {e}", cert_path.display()))
+        TransportError::tls_message(format!("CA certificate {}: {e}", cert_path.display()))
     })?;
     // The certificate's SubjectPublicKeyInfo must hold exactly this key:
     // look for the key's bits in the certificate.
     let spki = key.public_key_raw();
     if !ca.as_ref().windows(spki.len()).any(|w| w == spki) {
-        return Err(TransportError::TlsConfig(format!(
+        return Err(TransportError::tls_message(format!(
             "CA key {} does not belong to CA certificate {}",
             key_path.display(),
             cert_path.display()
