@@ -198,7 +198,7 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
                 TransportError::TlsFile {
                     setting,
                     path,
-                    reason,
+                    source: reason,
                 } => {
                     let what = if from_flags {
                         format!("--tls-{setting}")

@@ -1052,7 +1052,12 @@ async fn tls_from_a_rustls_config() {
         ..certs.files("r")
     };
     match TlsConfig::from_files(&missing) {
-        Err(e @ TransportError::TlsConfig { .. }) => {
+        // An unusable file is named by its setting (`cert` here).
+        Err(
+            e @ TransportError::TlsFile {
+                setting: "cert", ..
+            },
+        ) => {
             assert!(
                 std::error::Error::source(&e).is_some(),
                 "{e}: the cause is kept"

@@ -174,14 +174,14 @@ pub enum TransportError {
     },
     /// A TLS file that cannot be used; `setting` is its key in the `[tls]`
     /// table / field of [`tls::TlsFiles`] (`cert`, `key` or `ca`).
-    #[error("TLS {setting} {path}: {reason}")]
+    #[error("TLS {setting} {path}: {source}")]
     TlsFile {
         /// `cert`, `key` or `ca`.
         setting: &'static str,
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A TLS listener or connection without TLS configuration.
     #[error("transport {0} needs TLS certificates (--tls-cert, --tls-key, --tls-ca)")]

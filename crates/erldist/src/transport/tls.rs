@@ -58,11 +58,15 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-fn file_err(setting: &'static str, path: &Path, reason: impl std::fmt::Display) -> TransportError {
+fn file_err(
+    setting: &'static str,
+    path: &Path,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> TransportError {
     TransportError::TlsFile {
         setting,
         path: path.to_owned(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
