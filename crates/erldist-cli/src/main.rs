@@ -39,6 +39,8 @@ use tracing::{debug, enabled, info, Level};
 ///
 ///   erldist gen-certs --dir certs --node s --node k --host localhost --host 127.0.0.1
 ///
+///   erldist gen-certs --dir certs --node n2 --ca certs/ca.pem --ca-key certs/ca-key.pem
+///
 /// The cookie comes from --cookie, else ERLANG_COOKIE, else ~/.erlang.cookie
 /// (which must be readable by its owner only). EPMD is found on
 /// ERL_EPMD_PORT (default 4369) unless --epmd-port is given.
