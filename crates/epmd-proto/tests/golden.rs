@@ -19,7 +19,7 @@ use epmd_proto::legacy::{
     STOP_STOPPED,
 };
 use epmd_proto::name::{check_node_name, is_lookup_name_ok, NameError};
-use epmd_proto::{Malformed, Request};
+use epmd_proto::{Malformed, NodeType, Request};
 
 // ---------------------------------------------------------------------------
 // Requests as real clients send them
@@ -36,7 +36,7 @@ const ERL_ALIVE2_FOO: &[u8] = &[
 fn erl_alive2_request() {
     let req = Alive2Req {
         port: 45678,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 6,
         low: 5,
@@ -151,7 +151,7 @@ fn port2_replies() {
         hid,
         PortInfo {
             port: 65534,
-            node_type: 72,
+            node_type: NodeType::Hidden.code(),
             protocol: 0,
             high: 6,
             low: 5,
@@ -225,7 +225,7 @@ fn accepted_oddities() {
     // Bytes after Extra are ignored: `foo`, Extra `AB`, then `zzzz`.
     let mut padded = Alive2Req {
         port: 5000,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 6,
         low: 6,
@@ -271,7 +271,7 @@ fn refused_like_the_c_daemon() {
     for name in [&b"foo\0bar"[..], b"foobar\0", b"\0"] {
         let f = Alive2Req {
             port: 5000,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             protocol: 0,
             high: 6,
             low: 6,
@@ -284,7 +284,7 @@ fn refused_like_the_c_daemon() {
     // Elen beyond the packet (`gurka`, Elen 1, no Extra bytes).
     let mut f = Alive2Req {
         port: 5000,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 5,
         low: 5,

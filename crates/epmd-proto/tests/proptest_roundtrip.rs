@@ -10,7 +10,7 @@ use epmd_proto::ext::{
 use epmd_proto::legacy::{self, Alive2Req, Alive2Resp, PortInfo};
 use epmd_proto::limits::{MAX_PACKET, MAX_PROTO_LEN, MAX_SYMLEN};
 use epmd_proto::name::{check_node_name, check_proto_name, is_lookup_name_ok, NameError};
-use epmd_proto::{code, frame, Malformed, Request};
+use epmd_proto::{code, frame, Malformed, NodeType, Request};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -173,7 +173,7 @@ fn framed_request() -> impl Strategy<Value = Vec<u8>> {
         Just(ext::encode_names3()),
         Just(ext::encode_dump3()),
         (valid_node_name(), raw_transports(8)).prop_map(|(name, ts)| Alive3Req {
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             high: 6,
             low: 6,
             name: &name,
@@ -264,7 +264,7 @@ proptest! {
     #[test]
     fn alive2_empty_name_and_extra_is_too_short(port: u16, high: u16, low: u16) {
         // 13 bytes of body: the C epmd's `bsize <= 13` refuses it.
-        let req = Alive2Req { port, node_type: 77, protocol: 0, high, low, name: b"", extra: b"" };
+        let req = Alive2Req { port, node_type: NodeType::Normal.code(), protocol: 0, high, low, name: b"", extra: b"" };
         let framed = req.encode();
         prop_assert_eq!(framed.len(), 15);
         prop_assert_eq!(Request::decode(body_of(&framed)), Err(Malformed::TooShort));
@@ -351,7 +351,7 @@ proptest! {
         let ts: Vec<_> = protos.iter().zip(&ports).map(|(p, port)| TransportRef {
             port: *port, proto: p.as_bytes(), extra: b"/tmp/x",
         }).collect();
-        let req = Alive3Req { node_type: 72, high: 6, low: 5, name: &name, transports: ts };
+        let req = Alive3Req { node_type: NodeType::Hidden.code(), high: 6, low: 5, name: &name, transports: ts };
         prop_assert_eq!(req.validate(), Ok(()));
         let framed = req.encode();
         prop_assert_eq!(Request::decode(body_of(&framed)), Ok(Request::Alive3(req.clone())));

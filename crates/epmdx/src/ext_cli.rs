@@ -77,7 +77,7 @@ struct JsonNode {
 fn to_json(rec: &NodeRecord) -> JsonNode {
     JsonNode {
         name: String::from_utf8_lossy(&rec.name).into_owned(),
-        hidden: rec.node_type == b'H',
+        hidden: rec.node_type == epmd_proto::NodeType::Hidden.code(),
         high_version: rec.high,
         low_version: rec.low,
         legacy: rec.legacy,
@@ -109,7 +109,7 @@ fn text_line(rec: &NodeRecord) -> String {
 }
 
 fn default_port() -> u16 {
-    crate::args::env_port(std::env::var("ERL_EPMD_PORT").ok().as_deref())
+    epmd_proto::port_from_env()
 }
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {

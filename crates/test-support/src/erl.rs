@@ -135,7 +135,11 @@ impl ErlNode {
     /// host name, `a@localhost` pins the host (what the interop tests use,
     /// since `localhost` resolves on any machine).
     pub fn start(name: &str, cookie: &str, epmd_port: u16, extra_args: &[&str]) -> Result<Self> {
-        assert_ne!(epmd_port, 4369, "tests must not use the system epmd port");
+        assert_ne!(
+            epmd_port,
+            epmd_proto::DEFAULT_PORT,
+            "tests must not use the system epmd port"
+        );
         let erl = erl_bin()?;
         let tmp = TempDir::new(&format!("erl-{}", alive_of(name)))?;
         let mut cmd = Command::new(&erl);

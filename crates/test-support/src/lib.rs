@@ -86,7 +86,7 @@ pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind port 0");
         let port = l.local_addr().expect("local_addr").port();
-        if port != 4369 {
+        if port != epmd_proto::DEFAULT_PORT {
             return port;
         }
     }

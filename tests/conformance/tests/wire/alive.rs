@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use epmd_proto::legacy::{encode_port2_hit, Alive2Resp};
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, render, wait_for_second_after, Reg, FAST_TIMEOUT};
 use crate::probe::{self, End};
@@ -527,13 +528,19 @@ fn bytes_after_extra_ignored() {
 fn fields_echoed_verbatim() {
     differential("fields_echoed_verbatim", FAST_TIMEOUT, &[], |ctx| {
         let regs = [
-            Reg::v6("hid").port(65535).kind(72, 0).versions(6, 5),
+            Reg::v6("hid")
+                .port(65535)
+                .kind(NodeType::Hidden.code(), 0)
+                .versions(6, 5),
             Reg::v6("odd")
                 .port(1)
                 .kind(0, 7)
                 .versions(0xffff, 0x1234)
                 .extra(b"\0"),
-            Reg::v5("old").port(0).kind(77, 1).versions(5, 0),
+            Reg::v5("old")
+                .port(0)
+                .kind(NodeType::Normal.code(), 1)
+                .versions(5, 0),
         ];
         let mut keep = Vec::new();
         for r in &regs {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use epmd_proto::legacy::{Alive2Req, Alive2Resp};
+use epmd_proto::NodeType;
 pub use test_support::erl::{ErlNode, TempDir};
 pub use test_support::{names_text, wait_until, Daemon, Subject};
 
@@ -164,7 +165,7 @@ pub fn register_raw(
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = Alive2Req {
         port: node_port,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high,
         low,
