@@ -52,6 +52,7 @@ use erldist::transport::tls::{generate_dev_certs, TlsFiles};
 use erldist::transport::{ListenSpec, Proto};
 use erldist::{Node, NodeConfig};
 use test_support::erl::{erl_bin, ErlNode, TempDir};
+use test_support::net::short_hostname;
 use test_support::{Daemon, Subject};
 
 use crate::{
@@ -250,20 +251,6 @@ pub(crate) fn run_sink_process(
         .map(|n| node_config(n, cookie, epmd_port, certs, uds_dir))
         .collect::<Result<Vec<_>>>()?;
     rust_side::run_sink_nodes(cfgs)
-}
-
-/// This host's short name, as `erl -sname x` would use it.
-fn short_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".to_owned()
-    };
-    name.split('.').next().unwrap_or("localhost").to_owned()
 }
 
 /// The `-ssl_dist_optfile` of the Erlang TLS node: mutual `verify_peer`,
