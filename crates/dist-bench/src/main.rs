@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use erldist::Node;
-use test_support::erl::{erl_bin, ErlNode, EvalResult, TempDir};
+use test_support::erl::{ErlNode, EvalResult, TempDir};
 use test_support::{Daemon, Subject};
 
 const ERL_MODULE: &str = include_str!("distbench.erl");
@@ -424,25 +424,7 @@ fn locate_epmdx() -> Result<PathBuf> {
 fn compile_module(dir: &Path) -> Result<()> {
     let src = dir.join("distbench.erl");
     std::fs::write(&src, ERL_MODULE)?;
-    let erlc = erl_bin()?
-        .parent()
-        .map(|d| d.join("erlc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("erlc"));
-    let out = Command::new(&erlc)
-        .arg("-o")
-        .arg(dir)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("run {}", erlc.display()))?;
-    if !out.status.success() {
-        bail!(
-            "erlc failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    test_support::erl::erlc(&src, dir)
 }
 
 fn fmt_rate(x: f64) -> String {
@@ -623,17 +605,7 @@ fn main() -> Result<()> {
 
     // Report.
     let (nproc, kernel, cpu) = stats::machine();
-    let mut md = String::new();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    if cfg!(debug_assertions) {
-        md.push_str(
-            "**Debug build: the Rust figures below mean nothing; run with `--release`.**\n\n",
-        );
-    }
+    let (mut md, build) = stats::report_start();
     let _ = writeln!(
         md,
         "Machine: {nproc} cores ({cpu}), Linux {kernel}; {otp}, \

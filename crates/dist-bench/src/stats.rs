@@ -14,3 +14,15 @@ pub(crate) fn machine() -> (usize, String, String) {
     let kernel = test_support::bench::proc_line("/proc/sys/kernel/osrelease");
     (nproc, kernel, test_support::bench::cpu_model())
 }
+
+/// An empty report that starts with a warning in a debug build, and the
+/// build's name (`debug` or `release`) for the machine line.
+pub(crate) fn report_start() -> (String, &'static str) {
+    if cfg!(debug_assertions) {
+        let warn =
+            "**Debug build: the Rust figures below mean nothing; run with `--release`.**\n\n";
+        (warn.to_owned(), "debug")
+    } else {
+        (String::new(), "release")
+    }
+}

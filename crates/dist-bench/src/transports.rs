@@ -41,7 +41,6 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -296,26 +295,7 @@ fn compile_erl_uds_dist(out: &Path) -> Result<()> {
         .ok_or_else(|| {
             anyhow!("kernel-*/examples/erl_uds_dist/src/erl_uds_dist.erl not found (Debian's erlang-base ships it)")
         })?;
-    let erlc = erl
-        .parent()
-        .map(|d| d.join("erlc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("erlc"));
-    let o = Command::new(&erlc)
-        .arg("-o")
-        .arg(out)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("run {}", erlc.display()))?;
-    if !o.status.success() {
-        bail!(
-            "erlc {} failed: {}{}",
-            src.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(())
+    test_support::erl::erlc(&src, out)
 }
 
 /// Registers `alive` in epmdx with one extended `uds` transport whose
@@ -740,17 +720,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
 
     // Report.
     let (nproc, kernel, cpu) = stats::machine();
-    let mut md = String::new();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    if cfg!(debug_assertions) {
-        md.push_str(
-            "**Debug build: the Rust figures below mean nothing; run with `--release`.**\n\n",
-        );
-    }
+    let (mut md, build) = stats::report_start();
     let _ = writeln!(
         md,
         "Machine: {nproc} cores ({cpu}), Linux {kernel}; {otp}; dist-bench built `{build}`; \

@@ -389,6 +389,26 @@ pub fn put_node_record<'t>(
     }
 }
 
+impl NodeRecord {
+    /// Appends this record as [`put_node_record`] lays it out (the inverse
+    /// of decoding it). It must hold at most 255 transports.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_node_record(
+            out,
+            self.node_type,
+            self.high,
+            self.low,
+            if self.legacy { FLAG_LEGACY } else { 0 },
+            &self.name,
+            self.transports.iter().map(|t| TransportRef {
+                port: t.port,
+                proto: t.proto.as_bytes(),
+                extra: &t.extra,
+            }),
+        );
+    }
+}
+
 fn put_transport(out: &mut Vec<u8>, t: &TransportRef<'_>) {
     out.extend_from_slice(&t.port.to_be_bytes());
     out.push(u8::try_from(t.proto.len()).expect("protocol name fits in u8"));

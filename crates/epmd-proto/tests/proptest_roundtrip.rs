@@ -5,7 +5,7 @@
 
 use epmd_proto::ext::{
     self, Alive3Req, Dump3, Names3, NodeRecord, OldEntry, PortPlease3Req, Status, Transport,
-    TransportRef, Unreg3Req, FLAG_LEGACY,
+    TransportRef, Unreg3Req,
 };
 use epmd_proto::legacy::{self, Alive2Req, Alive2Resp, PortInfo};
 use epmd_proto::limits::{MAX_PACKET, MAX_PROTO_LEN, MAX_SYMLEN};
@@ -146,19 +146,7 @@ fn node_record() -> impl Strategy<Value = NodeRecord> {
 }
 
 fn put_record(out: &mut Vec<u8>, rec: &NodeRecord) {
-    ext::put_node_record(
-        out,
-        rec.node_type,
-        rec.high,
-        rec.low,
-        if rec.legacy { FLAG_LEGACY } else { 0 },
-        &rec.name,
-        rec.transports.iter().map(|t| TransportRef {
-            port: t.port,
-            proto: t.proto.as_bytes(),
-            extra: &t.extra,
-        }),
-    );
+    rec.encode_into(out);
 }
 
 /// Any valid framed request, as the encoders (or a hand-built frame) give it.
