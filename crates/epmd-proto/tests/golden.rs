@@ -177,7 +177,7 @@ fn names_reply() {
         parse_names_text(&NAMES_REPLY[4..]),
         vec![(b"hid".to_vec(), 65534), (b"foo".to_vec(), 5000)]
     );
-    // A zero-length name (the §4.3 quirk) is listed with two spaces.
+    // A zero-length name (the docs/protocol.md §8.8 quirk) is listed with two spaces.
     let mut empty = Vec::new();
     put_names_line(&mut empty, b"", 5000);
     assert_eq!(empty, b"name  at port 5000\n");
@@ -212,7 +212,7 @@ fn kill_and_stop_replies() {
 // Requests the C daemon accepted or refused
 // ---------------------------------------------------------------------------
 
-/// Accepted: a zero-length name padded to Length 14 registers (§4.3 quirk).
+/// Accepted: a zero-length name padded to Length 14 registers (docs/protocol.md §8.8 quirk).
 const ALIVE2_EMPTY_NAME_PADDED: &[u8] = &[
     0x00, 0x0e, 0x78, 0x13, 0x88, 0x4d, 0x00, 0x00, 0x06, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];

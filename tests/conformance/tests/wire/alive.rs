@@ -1,5 +1,5 @@
 //! ALIVE2: reply forms, creations, name and Extra rules, and what ends a
-//! registration (§3.1, §3.2, §4.3, §4.4, §4.7).
+//! registration (docs/protocol.md §8.2, §8.8, §8.9, §8.12).
 
 use std::net::Shutdown;
 use std::time::Duration;
@@ -252,7 +252,7 @@ fn unicode_names() {
     })
 }
 
-/// Name limits: 1020 bytes, 255 characters, valid UTF-8 (§4.3).
+/// Name limits: 1020 bytes, 255 characters, valid UTF-8 (docs/protocol.md §8.8).
 #[test]
 fn name_limits() {
     differential("name_limits", FAST_TIMEOUT, &[], |ctx| {
@@ -495,7 +495,7 @@ fn zero_length_name_quirk() {
     )
 }
 
-/// Bytes after the end of Extra are ignored (§3.1).
+/// Bytes after the end of Extra are ignored (docs/protocol.md §8.2).
 #[test]
 fn bytes_after_extra_ignored() {
     differential("bytes_after_extra_ignored", FAST_TIMEOUT, &[], |ctx| {

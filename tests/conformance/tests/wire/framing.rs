@@ -1,5 +1,5 @@
 //! Request framing: the length limits, garbage commands, pipelining and
-//! trickled requests (§1, §2, §4.1).
+//! trickled requests (docs/protocol.md §8.1, §8.6).
 //!
 //! Cases that expect an immediate close run with `-packet_timeout 30`, so a
 //! daemon that waits for more bytes instead of closing shows as "open" at

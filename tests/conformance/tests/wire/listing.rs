@@ -1,5 +1,4 @@
-//! NAMES and DUMP, and the unregistered-names list they reveal (§3.4, §3.5,
-//! §4.7).
+//! NAMES and DUMP, and the unregistered-names list they reveal (docs/protocol.md §8.4, §8.12).
 
 use anyhow::Result;
 use epmd_proto::legacy::{put_dump_active, put_dump_old, put_names_line};

@@ -1,4 +1,4 @@
-//! The local-peer rule (§4.5): ALIVE2, DUMP, KILL and STOP are silently
+//! The local-peer rule (docs/protocol.md §8.10): ALIVE2, DUMP, KILL and STOP are silently
 //! closed for a peer that is not loopback and not the socket's own local
 //! address; NAMES and PORT_PLEASE2 are public.
 //!

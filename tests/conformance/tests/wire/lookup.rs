@@ -1,4 +1,4 @@
-//! PORT_PLEASE2: hit and miss bytes, NUL handling, name limits (§3.3, §4.6).
+//! PORT_PLEASE2: hit and miss bytes, NUL handling, name limits (docs/protocol.md §8.3, §8.11).
 
 use anyhow::Result;
 use epmd_proto::legacy::encode_port2_hit;
@@ -71,7 +71,7 @@ fn port_please2_nul_handling() {
     })
 }
 
-/// The spec's off-by-one (§4.6), measured on OTP 25.2.3: a 255-character
+/// The spec's off-by-one (docs/protocol.md §8.11), measured on OTP 25.2.3: a 255-character
 /// name registers, but its lookup is closed without a reply; 254 works.
 #[test]
 fn port_please2_255_vs_254_chars() {
