@@ -15,6 +15,8 @@
 //!   [`LineProcess`]).
 //! - [`net`]: loopback probes (NAMES answers, a port accepts, IPv6 loopback)
 //!   and the host names nodes use.
+//! - [`netns`]: network namespaces and a router-and-subnets [`netns::Topology`]
+//!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
 
@@ -22,6 +24,7 @@ pub mod bench;
 pub mod corpus;
 pub mod erl;
 pub mod net;
+pub mod netns;
 pub mod process;
 pub use net::{accepts, have_ipv6_loopback, names_answers_at};
 pub use process::{run_with_timeout, Background, Finished, LineProcess};
