@@ -228,17 +228,7 @@ fn run_cmd(cmd: &mut Command, limit: Duration) -> Result<Output> {
     })
 }
 
-fn ip(args: &[&str]) -> Result<String> {
-    let out = run_cmd(Command::new("ip").args(args), Duration::from_secs(20))
-        .with_context(|| format!("running `ip {}`", args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use test_support::netns::ip;
 
 /// `ip netns exec NS program args`, to completion.
 fn ns_run(ns: &str, program: &Path, args: &[&str], limit: Duration) -> Result<Output> {
