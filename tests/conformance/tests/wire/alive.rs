@@ -232,7 +232,15 @@ fn unicode_names() {
         let r = ctx.request("port_please 1 emoji", &[b"z", emoji.as_bytes()].concat())?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, emoji.as_bytes(), b""),
+            encode_port2_hit(
+                5000,
+                NodeType::Normal.code(),
+                0,
+                6,
+                6,
+                emoji.as_bytes(),
+                b""
+            ),
             "hit"
         );
         let many = emoji.repeat(201);
@@ -240,7 +248,7 @@ fn unicode_names() {
         let r = ctx.request("port_please 201 emoji", &[b"z", many.as_bytes()].concat())?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, many.as_bytes(), b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, many.as_bytes(), b""),
             "hit"
         );
         // Mixed widths: 1-, 2-, 3- and 4-byte characters.
@@ -328,7 +336,7 @@ fn extra_with_nuls_echoed() {
         let r = ctx.request("port_please foo", b"zfoo")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b"ABC\0\0"),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b"ABC\0\0"),
             "hit"
         );
         let bin: Vec<u8> = (0..=255u8).collect();
@@ -336,14 +344,14 @@ fn extra_with_nuls_echoed() {
         let r = ctx.request("port_please bar", b"zbar")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"bar", &bin),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"bar", &bin),
             "hit"
         );
         let _baz = ctx.alive_ok("baz empty extra", &Reg::v6("baz"))?;
         let r = ctx.request("port_please baz", b"zbaz")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"baz", b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"baz", b""),
             "Elen = 0"
         );
         Ok(())
@@ -360,7 +368,7 @@ fn extra_limit_1020() {
         let r = ctx.request("port_please gurka", b"zgurka")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 5, 5, b"gurka", &e1020),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 5, 5, b"gurka", &e1020),
             "hit"
         );
         for (label, reg) in [
@@ -516,7 +524,7 @@ fn bytes_after_extra_ignored() {
         let r = ctx.request("port_please foo", b"zfoo")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b"AB"),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b"AB"),
             "hit"
         );
         Ok(())

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use epmd_proto::legacy::encode_port2_hit;
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, Ctx, Reg, FAST_TIMEOUT};
 use crate::probe::End;
@@ -49,7 +50,7 @@ fn port_please2_nul_handling() {
         let r = lookup(ctx, "foo\\0", b"foo\0")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b""),
             "trailing NUL"
         );
         let r = lookup(ctx, "foo\\0\\0", b"foo\0\0")?;
@@ -93,7 +94,7 @@ fn port_please2_255_vs_254_chars() {
             let r = lookup(ctx, &format!("lookup {label}"), n)?;
             expect_bytes!(
                 r.bytes,
-                encode_port2_hit(5000, 77, 0, 6, 6, n, b""),
+                encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, n, b""),
                 "{label}"
             );
             let r = lookup(
@@ -103,7 +104,7 @@ fn port_please2_255_vs_254_chars() {
             )?;
             expect_bytes!(
                 r.bytes,
-                encode_port2_hit(5000, 77, 0, 6, 6, n, b""),
+                encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, n, b""),
                 "{label} + NUL"
             );
         }
