@@ -64,15 +64,9 @@ struct Cli {
     /// Handshake repetitions per direction (after one cold sample).
     #[arg(long, default_value_t = 5)]
     handshake_reps: usize,
-    /// Size of the small payload, bytes.
-    #[arg(long, default_value_t = 100)]
-    small_size: usize,
     /// Messages per small-payload measurement.
     #[arg(long, default_value_t = 800_000)]
     small_n: u64,
-    /// Size of the large payload, bytes.
-    #[arg(long, default_value_t = 65_536)]
-    large_size: usize,
     /// Messages per large-payload measurement.
     #[arg(long, default_value_t = 40_000)]
     large_n: u64,
@@ -84,15 +78,28 @@ struct Cli {
         default_value = "r2e,e2r,r2r,e2e,tcp"
     )]
     directions: Vec<Dir>,
-    /// Skip the handshake measurements.
-    #[arg(long)]
-    no_handshake: bool,
-    /// Also write the Markdown report to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Extra argument for both `erl` nodes (repeatable), e.g. `--erl-arg=+zdbbl --erl-arg=8192`.
     #[arg(long, allow_hyphen_values = true)]
     erl_arg: Vec<String>,
+}
+
+/// Options both benchmark modes take.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Common {
+    /// Size of the small payload, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) small_size: usize,
+    /// Size of the large payload, bytes.
+    #[arg(long, default_value_t = 65_536)]
+    pub(crate) large_size: usize,
+    /// Skip the handshake measurements.
+    #[arg(long)]
+    pub(crate) no_handshake: bool,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -559,7 +566,7 @@ fn main() -> Result<()> {
     // Handshakes first, while no data connection exists yet.
     let mut hs: BTreeMap<Dir, Vec<f64>> = BTreeMap::new();
     let mut hs_cold: BTreeMap<Dir, f64> = BTreeMap::new();
-    if !cli.no_handshake {
+    if !cli.common.no_handshake {
         let hs_dirs: Vec<Dir> = dirs.iter().copied().filter(|&d| d != Dir::Tcp).collect();
         for rep in 0..=cli.handshake_reps {
             for i in 0..hs_dirs.len() {
@@ -576,7 +583,10 @@ fn main() -> Result<()> {
     }
 
     // Warm-up: connections, code, allocators.
-    let payloads = [(cli.small_size, cli.small_n), (cli.large_size, cli.large_n)];
+    let payloads = [
+        (cli.common.small_size, cli.small_n),
+        (cli.common.large_size, cli.large_n),
+    ];
     for &d in &dirs {
         for &(size, n) in &payloads {
             let s = b.throughput(d, size, (n / 10).max(1))?;
@@ -627,9 +637,9 @@ fn main() -> Result<()> {
         "Parameters: {} × {}, {} × {}; {} interleaved repetitions; handshake {} repetitions \
          after 1 cold sample.\n",
         cli.small_n,
-        fmt_size(cli.small_size),
+        fmt_size(cli.common.small_size),
         cli.large_n,
-        fmt_size(cli.large_size),
+        fmt_size(cli.common.large_size),
         cli.reps,
         cli.handshake_reps
     );
@@ -742,7 +752,7 @@ fn main() -> Result<()> {
         }
     }
     print!("{md}");
-    if let Some(p) = &cli.out {
+    if let Some(p) = &cli.common.out {
         std::fs::write(p, &md).with_context(|| format!("write {}", p.display()))?;
     }
     b.ra.stop();

@@ -74,12 +74,6 @@ pub(crate) struct Args {
     /// Handshake samples per (receiver, transport), after one cold sample.
     #[arg(long, default_value_t = 7)]
     handshake_reps: usize,
-    /// Size of the small payload, bytes.
-    #[arg(long, default_value_t = 100)]
-    small_size: usize,
-    /// Size of the large payload, bytes.
-    #[arg(long, default_value_t = 65_536)]
-    large_size: usize,
     /// Target duration of one throughput measurement, seconds: N is
     /// calibrated from the warm-up to take about this long.
     #[arg(long, default_value_t = 1.5)]
@@ -107,12 +101,8 @@ pub(crate) struct Args {
         default_value = "rust,erlang,raw"
     )]
     receivers: Vec<Kind>,
-    /// Skip the handshake measurements.
-    #[arg(long)]
-    no_handshake: bool,
-    /// Also write the Markdown report to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: crate::Common,
 }
 
 /// A transport under test.
@@ -648,7 +638,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
     let mut hs: BTreeMap<Pair, Vec<f64>> = BTreeMap::new();
     let mut hs_cold: BTreeMap<Pair, f64> = BTreeMap::new();
     let mut lookup_ms: Vec<f64> = Vec::new();
-    if !a.no_handshake && !node_pairs.is_empty() {
+    if !a.common.no_handshake && !node_pairs.is_empty() {
         for rep in 0..=a.handshake_reps {
             for i in 0..node_pairs.len() {
                 let p = node_pairs[(i + rep) % node_pairs.len()];
@@ -673,8 +663,8 @@ pub(crate) fn run(a: &Args) -> Result<()> {
 
     // Warm-up and calibration of N per (pair, payload).
     let payloads = [
-        (a.small_size, a.small_min_n, a.small_max_n),
-        (a.large_size, a.large_min_n, a.large_max_n),
+        (a.common.small_size, a.small_min_n, a.small_max_n),
+        (a.common.large_size, a.large_min_n, a.large_max_n),
     ];
     let mut ns: BTreeMap<(Pair, usize), u64> = BTreeMap::new();
     for &p in &pairs {
@@ -911,7 +901,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
         }
     }
     print!("{md}");
-    if let Some(p) = &a.out {
+    if let Some(p) = &a.common.out {
         std::fs::write(p, &md).with_context(|| format!("write {}", p.display()))?;
     }
     Ok(())

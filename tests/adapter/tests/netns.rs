@@ -63,16 +63,7 @@ fn run_cmd(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-fn ip(args: &[&str]) -> Result<String> {
-    let out = run_cmd(Command::new("ip").args(args))?;
-    ensure!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use test_support::netns::ip;
 
 fn kill_pid(pid: i32) {
     if pid > 1 {
