@@ -427,6 +427,19 @@ fn locate_epmdx() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Starts epmdx on a private port; returns it, the load average before the
+/// run and this run's cookie. `EPMDX_BIN` is set first, before any thread
+/// starts: test_support's `Daemon` reads it.
+pub(crate) fn start_epmd() -> Result<(Daemon, String, String)> {
+    let epmdx = locate_epmdx()?;
+    std::env::set_var("EPMDX_BIN", &epmdx);
+    let load_before = stats::loadavg();
+    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    eprintln!("epmdx {} on private port {}", epmdx.display(), epmd.port);
+    let cookie = format!("distbench{}", std::process::id());
+    Ok((epmd, load_before, cookie))
+}
+
 /// Writes `distbench.erl` into `dir` and compiles it there.
 fn compile_module(dir: &Path) -> Result<()> {
     let src = dir.join("distbench.erl");
@@ -499,15 +512,8 @@ fn main() -> Result<()> {
     dirs.sort();
     dirs.dedup();
 
-    // Set before any thread starts: test_support's Daemon reads it.
-    let epmdx = locate_epmdx()?;
-    std::env::set_var("EPMDX_BIN", &epmdx);
-    let load_before = stats::loadavg();
-
-    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    let (epmd, load_before, cookie) = start_epmd()?;
     let epmd_port = epmd.port;
-    eprintln!("epmdx {} on private port {epmd_port}", epmdx.display());
-    let cookie = format!("distbench{}", std::process::id());
 
     let dir = TempDir::new("dist-bench")?;
     compile_module(dir.path())?;

@@ -52,11 +52,11 @@ use erldist::transport::{ListenSpec, Proto};
 use erldist::{Node, NodeConfig};
 use test_support::erl::{erl_bin, ErlNode, TempDir};
 use test_support::net::short_hostname;
-use test_support::{Daemon, Subject};
+use test_support::Daemon;
 
 use crate::{
-    compile_module, fmt_mb, fmt_rate, fmt_size, locate_epmdx, log_sample, med_range, raw_tcp,
-    rust_side, stats, Sample, SinkChild,
+    compile_module, fmt_mb, fmt_rate, fmt_size, log_sample, med_range, raw_tcp, rust_side, stats,
+    Sample, SinkChild,
 };
 
 /// Bound on one throughput measurement.
@@ -483,14 +483,8 @@ pub(crate) fn run(a: &Args) -> Result<()> {
         bail!("nothing to measure");
     }
 
-    // Set before any thread starts: test_support's Daemon reads it.
-    let epmdx = locate_epmdx()?;
-    std::env::set_var("EPMDX_BIN", &epmdx);
-    let load_before = stats::loadavg();
-    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    let (epmd, load_before, cookie) = crate::start_epmd()?;
     let epmd_port = epmd.port;
-    eprintln!("epmdx {} on private port {epmd_port}", epmdx.display());
-    let cookie = format!("distbench{}", std::process::id());
 
     let dir = TempDir::new("dist-bench-tr")?;
     let certs = dir.path().join("certs");
