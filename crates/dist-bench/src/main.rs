@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use erldist::Node;
-use test_support::erl::{erl_bin, ErlNode, EvalResult, TempDir};
+use test_support::erl::{ErlNode, EvalResult, TempDir};
 use test_support::{Daemon, Subject};
 
 const ERL_MODULE: &str = include_str!("distbench.erl");
@@ -64,15 +64,9 @@ struct Cli {
     /// Handshake repetitions per direction (after one cold sample).
     #[arg(long, default_value_t = 5)]
     handshake_reps: usize,
-    /// Size of the small payload, bytes.
-    #[arg(long, default_value_t = 100)]
-    small_size: usize,
     /// Messages per small-payload measurement.
     #[arg(long, default_value_t = 800_000)]
     small_n: u64,
-    /// Size of the large payload, bytes.
-    #[arg(long, default_value_t = 65_536)]
-    large_size: usize,
     /// Messages per large-payload measurement.
     #[arg(long, default_value_t = 40_000)]
     large_n: u64,
@@ -84,15 +78,28 @@ struct Cli {
         default_value = "r2e,e2r,r2r,e2e,tcp"
     )]
     directions: Vec<Dir>,
-    /// Skip the handshake measurements.
-    #[arg(long)]
-    no_handshake: bool,
-    /// Also write the Markdown report to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Extra argument for both `erl` nodes (repeatable), e.g. `--erl-arg=+zdbbl --erl-arg=8192`.
     #[arg(long, allow_hyphen_values = true)]
     erl_arg: Vec<String>,
+}
+
+/// Options both benchmark modes take.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Common {
+    /// Size of the small payload, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) small_size: usize,
+    /// Size of the large payload, bytes.
+    #[arg(long, default_value_t = 65_536)]
+    pub(crate) large_size: usize,
+    /// Skip the handshake measurements.
+    #[arg(long)]
+    pub(crate) no_handshake: bool,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -420,29 +427,24 @@ fn locate_epmdx() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Starts epmdx on a private port; returns it, the load average before the
+/// run and this run's cookie. `EPMDX_BIN` is set first, before any thread
+/// starts: test_support's `Daemon` reads it.
+pub(crate) fn start_epmd() -> Result<(Daemon, String, String)> {
+    let epmdx = locate_epmdx()?;
+    std::env::set_var("EPMDX_BIN", &epmdx);
+    let load_before = stats::loadavg();
+    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    eprintln!("epmdx {} on private port {}", epmdx.display(), epmd.port);
+    let cookie = format!("distbench{}", std::process::id());
+    Ok((epmd, load_before, cookie))
+}
+
 /// Writes `distbench.erl` into `dir` and compiles it there.
 fn compile_module(dir: &Path) -> Result<()> {
     let src = dir.join("distbench.erl");
     std::fs::write(&src, ERL_MODULE)?;
-    let erlc = erl_bin()?
-        .parent()
-        .map(|d| d.join("erlc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("erlc"));
-    let out = Command::new(&erlc)
-        .arg("-o")
-        .arg(dir)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("run {}", erlc.display()))?;
-    if !out.status.success() {
-        bail!(
-            "erlc failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    test_support::erl::erlc(&src, dir)
 }
 
 fn fmt_rate(x: f64) -> String {
@@ -510,15 +512,8 @@ fn main() -> Result<()> {
     dirs.sort();
     dirs.dedup();
 
-    // Set before any thread starts: test_support's Daemon reads it.
-    let epmdx = locate_epmdx()?;
-    std::env::set_var("EPMDX_BIN", &epmdx);
-    let load_before = stats::loadavg();
-
-    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    let (epmd, load_before, cookie) = start_epmd()?;
     let epmd_port = epmd.port;
-    eprintln!("epmdx {} on private port {epmd_port}", epmdx.display());
-    let cookie = format!("distbench{}", std::process::id());
 
     let dir = TempDir::new("dist-bench")?;
     compile_module(dir.path())?;
@@ -577,7 +572,7 @@ fn main() -> Result<()> {
     // Handshakes first, while no data connection exists yet.
     let mut hs: BTreeMap<Dir, Vec<f64>> = BTreeMap::new();
     let mut hs_cold: BTreeMap<Dir, f64> = BTreeMap::new();
-    if !cli.no_handshake {
+    if !cli.common.no_handshake {
         let hs_dirs: Vec<Dir> = dirs.iter().copied().filter(|&d| d != Dir::Tcp).collect();
         for rep in 0..=cli.handshake_reps {
             for i in 0..hs_dirs.len() {
@@ -594,7 +589,10 @@ fn main() -> Result<()> {
     }
 
     // Warm-up: connections, code, allocators.
-    let payloads = [(cli.small_size, cli.small_n), (cli.large_size, cli.large_n)];
+    let payloads = [
+        (cli.common.small_size, cli.small_n),
+        (cli.common.large_size, cli.large_n),
+    ];
     for &d in &dirs {
         for &(size, n) in &payloads {
             let s = b.throughput(d, size, (n / 10).max(1))?;
@@ -623,17 +621,7 @@ fn main() -> Result<()> {
 
     // Report.
     let (nproc, kernel, cpu) = stats::machine();
-    let mut md = String::new();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    if cfg!(debug_assertions) {
-        md.push_str(
-            "**Debug build: the Rust figures below mean nothing; run with `--release`.**\n\n",
-        );
-    }
+    let (mut md, build) = stats::report_start();
     let _ = writeln!(
         md,
         "Machine: {nproc} cores ({cpu}), Linux {kernel}; {otp}, \
@@ -655,9 +643,9 @@ fn main() -> Result<()> {
         "Parameters: {} × {}, {} × {}; {} interleaved repetitions; handshake {} repetitions \
          after 1 cold sample.\n",
         cli.small_n,
-        fmt_size(cli.small_size),
+        fmt_size(cli.common.small_size),
         cli.large_n,
-        fmt_size(cli.large_size),
+        fmt_size(cli.common.large_size),
         cli.reps,
         cli.handshake_reps
     );
@@ -770,7 +758,7 @@ fn main() -> Result<()> {
         }
     }
     print!("{md}");
-    if let Some(p) = &cli.out {
+    if let Some(p) = &cli.common.out {
         std::fs::write(p, &md).with_context(|| format!("write {}", p.display()))?;
     }
     b.ra.stop();

@@ -41,7 +41,6 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,11 +51,12 @@ use erldist::transport::tls::{generate_dev_certs, TlsFiles};
 use erldist::transport::{ListenSpec, Proto};
 use erldist::{Node, NodeConfig};
 use test_support::erl::{erl_bin, ErlNode, TempDir};
-use test_support::{Daemon, Subject};
+use test_support::net::short_hostname;
+use test_support::Daemon;
 
 use crate::{
-    compile_module, fmt_mb, fmt_rate, fmt_size, locate_epmdx, log_sample, med_range, raw_tcp,
-    rust_side, stats, Sample, SinkChild,
+    compile_module, fmt_mb, fmt_rate, fmt_size, log_sample, med_range, raw_tcp, rust_side, stats,
+    Sample, SinkChild,
 };
 
 /// Bound on one throughput measurement.
@@ -74,12 +74,6 @@ pub(crate) struct Args {
     /// Handshake samples per (receiver, transport), after one cold sample.
     #[arg(long, default_value_t = 7)]
     handshake_reps: usize,
-    /// Size of the small payload, bytes.
-    #[arg(long, default_value_t = 100)]
-    small_size: usize,
-    /// Size of the large payload, bytes.
-    #[arg(long, default_value_t = 65_536)]
-    large_size: usize,
     /// Target duration of one throughput measurement, seconds: N is
     /// calibrated from the warm-up to take about this long.
     #[arg(long, default_value_t = 1.5)]
@@ -107,12 +101,8 @@ pub(crate) struct Args {
         default_value = "rust,erlang,raw"
     )]
     receivers: Vec<Kind>,
-    /// Skip the handshake measurements.
-    #[arg(long)]
-    no_handshake: bool,
-    /// Also write the Markdown report to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: crate::Common,
 }
 
 /// A transport under test.
@@ -252,20 +242,6 @@ pub(crate) fn run_sink_process(
     rust_side::run_sink_nodes(cfgs)
 }
 
-/// This host's short name, as `erl -sname x` would use it.
-fn short_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".to_owned()
-    };
-    name.split('.').next().unwrap_or("localhost").to_owned()
-}
-
 /// The `-ssl_dist_optfile` of the Erlang TLS node: mutual `verify_peer`,
 /// TLS 1.3 and 1.2; absolute paths throughout (OTP 25 rejects a relative
 /// optfile path).
@@ -309,26 +285,7 @@ fn compile_erl_uds_dist(out: &Path) -> Result<()> {
         .ok_or_else(|| {
             anyhow!("kernel-*/examples/erl_uds_dist/src/erl_uds_dist.erl not found (Debian's erlang-base ships it)")
         })?;
-    let erlc = erl
-        .parent()
-        .map(|d| d.join("erlc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("erlc"));
-    let o = Command::new(&erlc)
-        .arg("-o")
-        .arg(out)
-        .arg(&src)
-        .output()
-        .with_context(|| format!("run {}", erlc.display()))?;
-    if !o.status.success() {
-        bail!(
-            "erlc {} failed: {}{}",
-            src.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(())
+    test_support::erl::erlc(&src, out)
 }
 
 /// Registers `alive` in epmdx with one extended `uds` transport whose
@@ -526,14 +483,8 @@ pub(crate) fn run(a: &Args) -> Result<()> {
         bail!("nothing to measure");
     }
 
-    // Set before any thread starts: test_support's Daemon reads it.
-    let epmdx = locate_epmdx()?;
-    std::env::set_var("EPMDX_BIN", &epmdx);
-    let load_before = stats::loadavg();
-    let epmd = Daemon::start(Subject::Epmdx, &[]).context("start epmdx")?;
+    let (epmd, load_before, cookie) = crate::start_epmd()?;
     let epmd_port = epmd.port;
-    eprintln!("epmdx {} on private port {epmd_port}", epmdx.display());
-    let cookie = format!("distbench{}", std::process::id());
 
     let dir = TempDir::new("dist-bench-tr")?;
     let certs = dir.path().join("certs");
@@ -681,7 +632,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
     let mut hs: BTreeMap<Pair, Vec<f64>> = BTreeMap::new();
     let mut hs_cold: BTreeMap<Pair, f64> = BTreeMap::new();
     let mut lookup_ms: Vec<f64> = Vec::new();
-    if !a.no_handshake && !node_pairs.is_empty() {
+    if !a.common.no_handshake && !node_pairs.is_empty() {
         for rep in 0..=a.handshake_reps {
             for i in 0..node_pairs.len() {
                 let p = node_pairs[(i + rep) % node_pairs.len()];
@@ -706,8 +657,8 @@ pub(crate) fn run(a: &Args) -> Result<()> {
 
     // Warm-up and calibration of N per (pair, payload).
     let payloads = [
-        (a.small_size, a.small_min_n, a.small_max_n),
-        (a.large_size, a.large_min_n, a.large_max_n),
+        (a.common.small_size, a.small_min_n, a.small_max_n),
+        (a.common.large_size, a.large_min_n, a.large_max_n),
     ];
     let mut ns: BTreeMap<(Pair, usize), u64> = BTreeMap::new();
     for &p in &pairs {
@@ -753,17 +704,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
 
     // Report.
     let (nproc, kernel, cpu) = stats::machine();
-    let mut md = String::new();
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    if cfg!(debug_assertions) {
-        md.push_str(
-            "**Debug build: the Rust figures below mean nothing; run with `--release`.**\n\n",
-        );
-    }
+    let (mut md, build) = stats::report_start();
     let _ = writeln!(
         md,
         "Machine: {nproc} cores ({cpu}), Linux {kernel}; {otp}; dist-bench built `{build}`; \
@@ -954,7 +895,7 @@ pub(crate) fn run(a: &Args) -> Result<()> {
         }
     }
     print!("{md}");
-    if let Some(p) = &a.out {
+    if let Some(p) = &a.common.out {
         std::fs::write(p, &md).with_context(|| format!("write {}", p.display()))?;
     }
     Ok(())

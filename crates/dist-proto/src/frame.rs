@@ -97,46 +97,9 @@ pub fn encode_frame(body: &[u8], framing: Framing) -> Vec<u8> {
     out
 }
 
-/// A bounds-checked big-endian reader over a message body.
-#[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
-    }
-
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        self.buf
-    }
-
-    pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.buf.len() < n {
-            return None;
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Some(head)
-    }
-
-    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.bytes(N).and_then(|b| b.try_into().ok())
-    }
-
-    pub(crate) fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_be_bytes)
-    }
-
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_be_bytes)
-    }
-
-    pub(crate) fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_be_bytes)
-    }
-}
+/// The bounds-checked big-endian reader over a message body, shared with
+/// the EPMD codec.
+pub(crate) use epmd_proto::frame::Reader;
 
 #[cfg(test)]
 mod tests {

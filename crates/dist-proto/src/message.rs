@@ -357,13 +357,11 @@ pub fn utf8_name(name: &[u8]) -> Result<&str, HandshakeError> {
     std::str::from_utf8(name).map_err(|_| HandshakeError::BadMessage("node name is not UTF-8"))
 }
 
-/// Whether `name` is a full node name: `alive@host` with both parts
-/// non-empty, no NUL, at most [`MAX_NAME_BYTES`].
+/// Whether `name` is a full node name by the one rule of
+/// [`epmd_proto::NodeName`] (OTP's `net_kernel` rule: alive part of
+/// `[A-Za-z0-9_-]`, host of `'!'..='ÿ'`, at most 255 characters).
 pub fn is_full_name(name: &str) -> bool {
-    is_host_only(name)
-        && name
-            .split_once('@')
-            .is_some_and(|(alive, host)| !alive.is_empty() && !host.is_empty())
+    epmd_proto::NodeName::is_valid(name)
 }
 
 /// Whether `name` is acceptable as the name part of a NAME_ME send_name or

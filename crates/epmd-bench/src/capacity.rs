@@ -20,7 +20,9 @@ use crate::register::{
 
 /// Source address of the verification lookups.
 const LOOKUP_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-use crate::stats::{us, Json};
+use serde_json::json;
+
+use crate::stats::us;
 use crate::sys;
 
 /// Options of `capacity`.
@@ -351,44 +353,33 @@ pub fn markdown(r: &CapacityResult) -> String {
     m
 }
 
-/// The JSON report.
+/// The JSON report (non-finite numbers become `null`).
 pub fn json(r: &CapacityResult) -> String {
-    let mut j = Json::new();
-    j.begin_obj(None)
-        .str(Some("command"), "capacity")
-        .str(Some("subject"), &r.opts.label)
-        .num(Some("max"), r.opts.max as f64)
-        .num(Some("reached"), r.reached as f64)
-        .str(
-            Some("stopped"),
-            &r.failure
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        )
-        .num(Some("registration_s"), r.elapsed.as_secs_f64())
-        .num(Some("rss_before_kib"), r.rss_before as f64)
-        .num(Some("rss_after_kib"), r.rss_after as f64)
-        .num(Some("rss_peak_kib"), r.rss_peak as f64)
-        .num(Some("bytes_per_registration"), r.bytes_per_reg())
-        .num(Some("projected_mib"), r.projected_mib())
-        .num(Some("project_to"), r.opts.project_to as f64)
-        .num(Some("lookups_ok"), r.lookups_ok.0 as f64)
-        .num(Some("lookups_tried"), r.lookups_ok.1 as f64)
-        .num(Some("lookup_p50_us"), r.lookup_latency.0)
-        .num(Some("lookup_p99_us"), r.lookup_latency.1)
-        .num(
-            Some("names_lines"),
-            r.names_lines.map_or(f64::NAN, |v| v as f64),
-        )
-        .num(Some("registrations_lost"), r.dead_after as f64);
-    j.begin_arr(Some("checkpoints"));
-    for (n, rss) in &r.checkpoints {
-        j.begin_obj(None)
-            .num(Some("registrations"), *n as f64)
-            .num(Some("rss_kib"), *rss as f64)
-            .end_obj();
-    }
-    j.end_arr().end_obj();
-    j.finish()
+    let checkpoints: Vec<_> = r
+        .checkpoints
+        .iter()
+        .map(|(n, rss)| json!({ "registrations": n, "rss_kib": rss }))
+        .collect();
+    json!({
+        "command": "capacity",
+        "subject": r.opts.label,
+        "max": r.opts.max,
+        "reached": r.reached,
+        "stopped": r.failure.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "registration_s": r.elapsed.as_secs_f64(),
+        "rss_before_kib": r.rss_before,
+        "rss_after_kib": r.rss_after,
+        "rss_peak_kib": r.rss_peak,
+        "bytes_per_registration": r.bytes_per_reg(),
+        "projected_mib": r.projected_mib(),
+        "project_to": r.opts.project_to,
+        "lookups_ok": r.lookups_ok.0,
+        "lookups_tried": r.lookups_ok.1,
+        "lookup_p50_us": r.lookup_latency.0,
+        "lookup_p99_us": r.lookup_latency.1,
+        "names_lines": r.names_lines,
+        "registrations_lost": r.dead_after,
+        "checkpoints": checkpoints,
+    })
+    .to_string()
 }

@@ -15,7 +15,9 @@ use test_support::{Daemon, Subject};
 
 use crate::lookup::{queries, run_window, Engine, Workload, ERR_NAMES};
 use crate::register::{loopback, FillReport, RegFailure, Registrations};
-use crate::stats::{median, min_max, ratio, si, us, Json};
+use serde_json::json;
+
+use crate::stats::{median, min_max, ratio, si, us};
 use crate::sys::{self, SysCpu};
 
 /// One daemon under test and how to start it.
@@ -610,75 +612,76 @@ pub fn markdown(r: &CompareResult) -> String {
     m
 }
 
-/// The JSON report.
+/// The JSON report (non-finite numbers become `null`).
 pub fn json(r: &CompareResult) -> String {
-    let mut j = Json::new();
-    j.begin_obj(None);
-    j.str(Some("command"), "compare");
-    j.num(Some("duration_s"), r.opts.duration.as_secs_f64());
-    j.num(Some("rounds"), r.opts.rounds as f64);
-    j.num(Some("gen_threads"), r.opts.gen_threads as f64);
-    j.num(Some("nproc"), sys::nproc() as f64);
-    j.num(Some("quiet_waited_s"), r.quiet_waited.as_secs_f64());
-    j.num(Some("windows_redone"), r.retried as f64);
-    j.begin_arr(Some("registries"));
-    for (n, held) in &r.held {
-        j.begin_obj(None).num(Some("names_requested"), *n as f64);
-        j.begin_arr(Some("subjects"));
-        for h in held {
-            j.begin_obj(None)
-                .str(Some("subject"), &h.label)
-                .num(Some("registered"), h.fill.held as f64)
-                .num(Some("held"), h.held as f64)
-                .num(Some("registration_s"), h.fill.elapsed.as_secs_f64())
-                .str(
-                    Some("stopped"),
-                    &h.fill
-                        .failure
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                )
-                .num(Some("rss_before_kib"), h.rss_before as f64)
-                .num(Some("rss_after_kib"), h.rss_after as f64)
-                .num(Some("registrations_lost"), h.dead_after as f64)
-                .num(Some("alive_at_end"), f64::from(u8::from(h.alive_at_end)))
-                .end_obj();
-        }
-        j.end_arr().end_obj();
-    }
-    j.end_arr();
-    j.begin_arr(Some("cells"));
-    for c in &r.cells {
-        j.begin_obj(None)
-            .num(Some("names"), c.names as f64)
-            .num(Some("clients"), c.clients as f64)
-            .str(Some("subject"), &r.opts.subjects[c.subject].label)
-            .num(Some("median_lookups_per_s"), c.med(|x| x.rate))
-            .num(Some("median_p50_us"), c.med(|x| x.p50))
-            .num(Some("median_p99_us"), c.med(|x| x.p99))
-            .num(
-                Some("median_daemon_cpu_us_per_lookup"),
-                c.med(Round::cpu_per_lookup_us),
-            );
-        j.begin_arr(Some("rounds"));
-        for x in &c.rounds {
-            j.begin_obj(None)
-                .num(Some("lookups_per_s"), x.rate)
-                .num(Some("ok"), x.ok as f64)
-                .num(Some("failed"), x.errors.iter().sum::<u64>() as f64)
-                .num(Some("p50_us"), x.p50)
-                .num(Some("p99_us"), x.p99)
-                .num(Some("p999_us"), x.p999)
-                .num(Some("daemon_cpu_s"), x.daemon_cpu)
-                .num(Some("generator_cpu_s"), x.gen_cpu)
-                .num(Some("busy_cores"), x.busy_cores)
-                .num(Some("rest_cores"), x.rest_cores())
-                .num(Some("secs"), x.secs)
-                .end_obj();
-        }
-        j.end_arr().end_obj();
-    }
-    j.end_arr().end_obj();
-    j.finish()
+    let registries: Vec<_> = r
+        .held
+        .iter()
+        .map(|(n, held)| {
+            let subjects: Vec<_> = held
+                .iter()
+                .map(|h| {
+                    json!({
+                        "subject": h.label,
+                        "registered": h.fill.held,
+                        "held": h.held,
+                        "registration_s": h.fill.elapsed.as_secs_f64(),
+                        "stopped": h.fill.failure.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        "rss_before_kib": h.rss_before,
+                        "rss_after_kib": h.rss_after,
+                        "registrations_lost": h.dead_after,
+                        "alive_at_end": u8::from(h.alive_at_end),
+                    })
+                })
+                .collect();
+            json!({ "names_requested": n, "subjects": subjects })
+        })
+        .collect();
+    let cells: Vec<_> = r
+        .cells
+        .iter()
+        .map(|c| {
+            let rounds: Vec<_> = c
+                .rounds
+                .iter()
+                .map(|x| {
+                    json!({
+                        "lookups_per_s": x.rate,
+                        "ok": x.ok,
+                        "failed": x.errors.iter().sum::<u64>(),
+                        "p50_us": x.p50,
+                        "p99_us": x.p99,
+                        "p999_us": x.p999,
+                        "daemon_cpu_s": x.daemon_cpu,
+                        "generator_cpu_s": x.gen_cpu,
+                        "busy_cores": x.busy_cores,
+                        "rest_cores": x.rest_cores(),
+                        "secs": x.secs,
+                    })
+                })
+                .collect();
+            json!({
+                "names": c.names,
+                "clients": c.clients,
+                "subject": r.opts.subjects[c.subject].label,
+                "median_lookups_per_s": c.med(|x| x.rate),
+                "median_p50_us": c.med(|x| x.p50),
+                "median_p99_us": c.med(|x| x.p99),
+                "median_daemon_cpu_us_per_lookup": c.med(Round::cpu_per_lookup_us),
+                "rounds": rounds,
+            })
+        })
+        .collect();
+    json!({
+        "command": "compare",
+        "duration_s": r.opts.duration.as_secs_f64(),
+        "rounds": r.opts.rounds,
+        "gen_threads": r.opts.gen_threads,
+        "nproc": sys::nproc(),
+        "quiet_waited_s": r.quiet_waited.as_secs_f64(),
+        "windows_redone": r.retried,
+        "registries": registries,
+        "cells": cells,
+    })
+    .to_string()
 }

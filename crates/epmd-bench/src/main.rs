@@ -214,15 +214,7 @@ fn environment(cmdline: &str, bins: &[Subject]) -> String {
                 .find_map(|e| std::fs::read_to_string(e.path().join("OTP_VERSION")).ok())
         })
         .map_or_else(|| "?".into(), |s| s.trim().to_string());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "?".into());
+    let cpu = test_support::bench::cpu_model();
     let mut s = format!(
         "Command: `{cmdline}`\n\nMachine: {} CPUs ({cpu}), kernel {}, OTP {otp_version}; \
          ip_local_port_range {}, tcp_tw_reuse {}, somaxconn {}, RLIMIT_NOFILE {}.\n\n",

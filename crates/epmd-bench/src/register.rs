@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use epmd_proto::legacy::{Alive2Req, Alive2Resp};
+use epmd_proto::NodeType;
 
 use crate::net::connect_from;
 
@@ -84,7 +85,7 @@ pub fn register_one(
     };
     let req = Alive2Req {
         port,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 6,
         low: 6,

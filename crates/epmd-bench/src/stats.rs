@@ -1,30 +1,9 @@
-//! Small helpers: medians, duration parsing, number formatting, JSON text.
+//! Small helpers: medians (from `test_support::bench`), duration parsing,
+//! number formatting.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-/// The median of `v` (mean of the middle two for an even count); NaN if empty.
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        (s[m - 1] + s[m]) / 2.0
-    }
-}
-
-/// Minimum and maximum of `v`.
-pub fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        })
-}
+pub use test_support::bench::{median, min_max};
 
 /// Parses `250ms`, `3s`, `1.5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -85,106 +64,6 @@ pub fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// A tiny JSON writer: enough for flat objects and arrays of numbers/strings.
-#[derive(Debug, Default)]
-pub struct Json {
-    out: String,
-    need_comma: Vec<bool>,
-}
-
-impl Json {
-    /// A new, empty document.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn sep(&mut self) {
-        if let Some(c) = self.need_comma.last_mut() {
-            if *c {
-                self.out.push(',');
-            }
-            *c = true;
-        }
-    }
-
-    fn key(&mut self, k: Option<&str>) {
-        self.sep();
-        if let Some(k) = k {
-            Self::string_into(&mut self.out, k);
-            self.out.push(':');
-        }
-    }
-
-    fn string_into(out: &mut String, s: &str) {
-        out.push('"');
-        for ch in s.chars() {
-            match ch {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-    }
-
-    /// Opens an object (`k` is its key inside an enclosing object).
-    pub fn begin_obj(&mut self, k: Option<&str>) -> &mut Self {
-        self.key(k);
-        self.out.push('{');
-        self.need_comma.push(false);
-        self
-    }
-
-    /// Closes the innermost object.
-    pub fn end_obj(&mut self) -> &mut Self {
-        self.need_comma.pop();
-        self.out.push('}');
-        self
-    }
-
-    /// Opens an array.
-    pub fn begin_arr(&mut self, k: Option<&str>) -> &mut Self {
-        self.key(k);
-        self.out.push('[');
-        self.need_comma.push(false);
-        self
-    }
-
-    /// Closes the innermost array.
-    pub fn end_arr(&mut self) -> &mut Self {
-        self.need_comma.pop();
-        self.out.push(']');
-        self
-    }
-
-    /// A number (non-finite values become `null`).
-    pub fn num(&mut self, k: Option<&str>, v: f64) -> &mut Self {
-        self.key(k);
-        if v.is_finite() {
-            let _ = write!(self.out, "{v}");
-        } else {
-            self.out.push_str("null");
-        }
-        self
-    }
-
-    /// A string.
-    pub fn str(&mut self, k: Option<&str>, v: &str) -> &mut Self {
-        self.key(k);
-        Self::string_into(&mut self.out, v);
-        self
-    }
-
-    /// The document.
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,25 +75,5 @@ mod tests {
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("x").is_err());
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
-
-    #[test]
-    fn json() {
-        let mut j = Json::new();
-        j.begin_obj(None)
-            .str(Some("a"), "x\"y")
-            .begin_arr(Some("b"))
-            .num(None, 1.5)
-            .num(None, f64::NAN)
-            .end_arr()
-            .end_obj();
-        assert_eq!(j.finish(), r#"{"a":"x\"y","b":[1.5,null]}"#);
     }
 }

@@ -8,13 +8,7 @@ use anyhow::{bail, Context, Result};
 
 /// Clock ticks per second, for the `utime`/`stime` fields of `/proc/PID/stat`.
 pub fn clk_tck() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+    test_support::bench::clk_tck()
 }
 
 /// User plus system CPU time of a process (all its threads), in seconds,

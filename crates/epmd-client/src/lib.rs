@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use epmd_proto::ext::{self, NodeRecord, Status, TransportRef};
 use epmd_proto::legacy::{self, Alive2Req, Alive2Resp, PortInfo};
-use epmd_proto::{code, frame, Malformed};
+use epmd_proto::{code, frame, Malformed, NodeName, NodeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,7 +83,7 @@ pub struct Client {
 pub struct NodeSpec<'a> {
     /// Node name (the part before `@`).
     pub name: &'a str,
-    /// 77 (`M`) normal, 72 (`H`) hidden.
+    /// [`NodeType`](epmd_proto::NodeType) code: 77 (`M`) normal, 72 (`H`) hidden.
     pub node_type: u8,
     /// Highest distribution version.
     pub high: u16,
@@ -92,11 +92,22 @@ pub struct NodeSpec<'a> {
 }
 
 impl<'a> NodeSpec<'a> {
+    /// The spec for a node named `node` (its alive part is what epmd stores)
+    /// of type `node_type`, speaking distribution version 6 only.
+    pub fn of(node: &'a NodeName, node_type: NodeType) -> Self {
+        Self {
+            name: node.alive(),
+            node_type: node_type.code(),
+            high: 6,
+            low: 6,
+        }
+    }
+
     /// A normal node speaking distribution version 6 only, like OTP 25.
     pub fn otp25(name: &'a str) -> Self {
         Self {
             name,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             high: 6,
             low: 6,
         }
@@ -327,6 +338,12 @@ impl Client {
         }
     }
 
+    /// [`Client::lookup`] of a full node name: epmd is asked for its alive
+    /// part (the host part names the daemon, which the caller chose).
+    pub async fn lookup_node(&self, node: &NodeName, protos: &[&str]) -> Result<Lookup> {
+        self.lookup(node.alive(), protos).await
+    }
+
     /// Looks a node up with PORT_PLEASE3, falling back to PORT_PLEASE2 when
     /// the daemon does not speak the extension.
     pub async fn lookup(&self, name: &str, protos: &[&str]) -> Result<Lookup> {
@@ -490,4 +507,17 @@ impl ExtRegistration {
 
     /// Unregisters every transport by closing the connection.
     pub fn close(self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_of_a_node_name_registers_its_alive_part() {
+        let n = NodeName::new("foo@bar").unwrap();
+        let spec = NodeSpec::of(&n, NodeType::Hidden);
+        assert_eq!((spec.name, spec.node_type), ("foo", 72));
+        assert_eq!(NodeSpec::otp25("foo"), NodeSpec::of(&n, NodeType::Normal));
+    }
 }

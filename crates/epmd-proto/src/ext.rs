@@ -102,7 +102,7 @@ pub struct TransportRef<'a> {
 /// {Port u16 | Plen u8 | Proto | Elen u16 | Extra} × Count`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alive3Req<'a> {
-    /// 77 normal, 72 hidden.
+    /// [`NodeType`](crate::NodeType) code: 77 normal, 72 hidden (any byte is kept).
     pub node_type: u8,
     /// Highest distribution version.
     pub high: u16,
@@ -354,7 +354,7 @@ pub struct Transport {
 /// An owned node record, as decoded by clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
-    /// 77 normal, 72 hidden.
+    /// [`NodeType`](crate::NodeType) code: 77 normal, 72 hidden (any byte is kept).
     pub node_type: u8,
     /// Highest distribution version.
     pub high: u16,
@@ -386,6 +386,26 @@ pub fn put_node_record<'t>(
     out.push(u8::try_from(transports.len()).expect("transport count fits in u8"));
     for t in transports {
         put_transport(out, &t);
+    }
+}
+
+impl NodeRecord {
+    /// Appends this record as [`put_node_record`] lays it out (the inverse
+    /// of decoding it). It must hold at most 255 transports.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_node_record(
+            out,
+            self.node_type,
+            self.high,
+            self.low,
+            if self.legacy { FLAG_LEGACY } else { 0 },
+            &self.name,
+            self.transports.iter().map(|t| TransportRef {
+                port: t.port,
+                proto: t.proto.as_bytes(),
+                extra: &t.extra,
+            }),
+        );
     }
 }
 
@@ -582,10 +602,11 @@ pub fn decode_dump3_body(body: &[u8]) -> Result<Dump3, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NodeType;
 
     fn sample() -> Alive3Req<'static> {
         Alive3Req {
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             high: 6,
             low: 6,
             name: b"s",
@@ -650,7 +671,7 @@ mod tests {
 
     #[test]
     fn listings_round_trip() {
-        let mut out = start_reply32(4369);
+        let mut out = start_reply32(crate::DEFAULT_PORT.into());
         out.extend_from_slice(&1u32.to_be_bytes());
         out.extend_from_slice(&7u32.to_be_bytes());
         put_node_record(
@@ -671,7 +692,7 @@ mod tests {
         put_old_entry(&mut out, 9, 2, b"gone");
         finish_reply32(&mut out);
         let d = decode_dump3_body(check_reply32(&out).unwrap()).unwrap();
-        assert_eq!(d.epmd_port, 4369);
+        assert_eq!(d.epmd_port, u32::from(crate::DEFAULT_PORT));
         assert!(d.live[0].1.legacy);
         assert_eq!(d.live[0].0, 7);
         assert_eq!(d.old[0].name, b"gone");

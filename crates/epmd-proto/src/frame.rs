@@ -53,22 +53,32 @@ pub fn encode(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A bounds-checked big-endian reader over a byte slice.
+/// A bounds-checked big-endian reader over a byte slice: every read returns
+/// `None` rather than panicking when the slice is too short. Shared by both
+/// wire codecs (this crate and `dist-proto`).
 #[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
 
-    pub(crate) fn remaining(&self) -> usize {
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// How many bytes are left.
+    pub fn remaining(&self) -> usize {
         self.buf.len()
     }
 
-    pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+    /// The next `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.buf.len() < n {
             return None;
         }
@@ -77,17 +87,29 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    pub(crate) fn u8(&mut self) -> Option<u8> {
-        self.bytes(1).map(|b| b[0])
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes(N).and_then(|b| b.try_into().ok())
     }
 
-    pub(crate) fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    /// The next byte.
+    pub fn u8(&mut self) -> Option<u8> {
+        self.array().map(u8::from_be_bytes)
     }
 
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.bytes(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    /// The next big-endian `u16`.
+    pub fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    /// The next big-endian `u32`.
+    pub fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    /// The next big-endian `u64`.
+    pub fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_be_bytes)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::request::Malformed;
 pub struct Alive2Req<'a> {
     /// The node's distribution listen port.
     pub port: u16,
-    /// 77 (`M`) normal, 72 (`H`) hidden.
+    /// [`NodeType`](crate::NodeType) code: 77 (`M`) normal, 72 (`H`) hidden.
     pub node_type: u8,
     /// 0 = TCP/IPv4; OTP always sends 0, even for TLS.
     pub protocol: u8,
@@ -175,7 +175,7 @@ impl Alive2Resp {
 pub struct PortInfo {
     /// Distribution port.
     pub port: u16,
-    /// 77 normal, 72 hidden.
+    /// [`NodeType`](crate::NodeType) code: 77 normal, 72 hidden (any byte is kept).
     pub node_type: u8,
     /// The registration's protocol byte.
     pub protocol: u8,
@@ -332,6 +332,7 @@ pub(crate) fn take_bytes16<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Malformed
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NodeType;
 
     /// Captured from Debian's OTP 25.2.3 `epmd`: `foo` on port 5000, hi = lo = 6.
     #[test]
@@ -357,7 +358,7 @@ mod tests {
     fn alive2_structural_checks() {
         let req = Alive2Req {
             port: 1,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             protocol: 0,
             high: 6,
             low: 6,
@@ -390,7 +391,7 @@ mod tests {
     fn req_with_name(name: &[u8]) -> Alive2Req<'_> {
         Alive2Req {
             port: 1,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             protocol: 0,
             high: 5,
             low: 5,

@@ -1,5 +1,13 @@
 //! Name rules: OTP's node-name checks, and the extension's protocol names.
 //!
+//! Two rules, for two jobs:
+//! - [`NodeName`] is *the* rule for a distribution node name (`alive@host`),
+//!   the one OTP's `net_kernel` applies; nodes, the client library and the
+//!   handshake use it.
+//! - [`check_node_name`] and [`is_lookup_name_ok`] are what the daemon accepts
+//!   on the wire as a registered name (any UTF-8 up to 255 characters), kept
+//!   byte-compatible with the C epmd, which is looser than `net_kernel`.
+//!
 //! Node names are compared byte for byte and never interpreted beyond these
 //! checks. Protocol names are deliberately narrow (`[a-z][a-z0-9_]{0,31}`) so
 //! that no peer can use them to smuggle unbounded or odd data into clients
@@ -111,8 +119,226 @@ pub mod proto {
     }
 }
 
+/// Why a string is not a [`NodeName`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeNameError {
+    /// No `@`, or more than one.
+    #[error("node name must be alive@host with exactly one '@'")]
+    NotAliveAtHost,
+    /// The part before `@` is empty or has a character outside `[A-Za-z0-9_-]`.
+    #[error("the alive part of a node name must be one or more of [A-Za-z0-9_-]")]
+    BadAlive,
+    /// The part after `@` is empty or has a character outside U+0021..=U+00FF.
+    #[error("the host part of a node name must be one or more characters in '!'..='\u{ff}'")]
+    BadHost,
+    /// More than 255 characters in all (the atom limit).
+    #[error("node name has more than {MAX_NAME_CHARS} characters ({0})")]
+    TooLong(usize),
+}
+
+/// A full distribution node name, `alive@host`, checked by the rule OTP 25's
+/// `net_kernel` applies when a node starts (measured with `erl`):
+///
+/// - exactly one `@`;
+/// - the alive part is one or more of `[A-Za-z0-9_-]` (`a.b`, `a+b`, `a b`,
+///   `ä` are refused: "Invalid node name!");
+/// - the host part is one or more characters in `'!'..='ÿ'` (U+0021..=U+00FF:
+///   no space, no control character; `,` and Latin-1 letters pass);
+/// - at most 255 characters in all, since the name is an atom.
+///
+/// Its alive part therefore always passes [`check_node_name`], the looser rule
+/// the daemon applies to a registered name (any UTF-8, for byte compatibility
+/// with the C epmd); a node name is never registered in a form epmd refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName {
+    full: String,
+    at: usize,
+}
+
+impl NodeName {
+    /// Checks `full` and wraps it.
+    pub fn new(full: &str) -> Result<Self, NodeNameError> {
+        let at = Self::check(full)?;
+        Ok(Self {
+            full: full.to_owned(),
+            at,
+        })
+    }
+
+    /// Checks `full` without allocating; returns the byte index of the `@`.
+    pub fn check(full: &str) -> Result<usize, NodeNameError> {
+        let (alive, host) = full
+            .split_once('@')
+            .filter(|(_, h)| !h.contains('@'))
+            .ok_or(NodeNameError::NotAliveAtHost)?;
+        Self::check_alive(alive)?;
+        if host.is_empty() || !host.chars().all(|c| ('!'..='\u{ff}').contains(&c)) {
+            return Err(NodeNameError::BadHost);
+        }
+        let chars = full.chars().count();
+        if chars > MAX_NAME_CHARS {
+            return Err(NodeNameError::TooLong(chars));
+        }
+        Ok(alive.len())
+    }
+
+    /// Checks an alive part alone (what a node registers with epmd).
+    pub fn check_alive(alive: &str) -> Result<(), NodeNameError> {
+        if alive.is_empty()
+            || !alive
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(NodeNameError::BadAlive);
+        }
+        if alive.len() > MAX_NAME_CHARS {
+            return Err(NodeNameError::TooLong(alive.len()));
+        }
+        Ok(())
+    }
+
+    /// Whether `full` is a valid node name.
+    pub fn is_valid(full: &str) -> bool {
+        Self::check(full).is_ok()
+    }
+
+    /// Joins an alive part and a host, checking the result.
+    pub fn from_parts(alive: &str, host: &str) -> Result<Self, NodeNameError> {
+        Self::new(&format!("{alive}@{host}"))
+    }
+
+    /// The whole name, `alive@host`.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// The part before `@`: the name registered with epmd.
+    pub fn alive(&self) -> &str {
+        &self.full[..self.at]
+    }
+
+    /// The part after `@`.
+    pub fn host(&self) -> &str {
+        &self.full[self.at + 1..]
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl std::str::FromStr for NodeName {
+    type Err = NodeNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for NodeName {
+    fn as_ref(&self) -> &str {
+        &self.full
+    }
+}
+
+/// A protocol name of the extension that passed [`check_proto_name`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProtoName(String);
+
+impl ProtoName {
+    /// Checks `name` and wraps it.
+    pub fn new(name: &str) -> Result<Self, ProtoNameError> {
+        check_proto_name(name.as_bytes()).map(|s| Self(s.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a legacy caller may be given this transport (see
+    /// [`proto::is_plain_tcp`]).
+    pub fn is_plain_tcp(&self) -> bool {
+        proto::is_plain_tcp(&self.0)
+    }
+}
+
+impl std::fmt::Display for ProtoName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ProtoName {
+    type Err = ProtoNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for ProtoName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_name_rule_matches_net_kernel() {
+        // Accepted by OTP 25's net_kernel:start/1.
+        for ok in [
+            "a@vm",
+            "a-b@vm",
+            "a@localhost",
+            "a@lo,c",
+            "a@\u{e4}",
+            "A_1@127.0.0.1",
+            "x@::1",
+        ] {
+            assert!(NodeName::is_valid(ok), "{ok}");
+        }
+        let long = format!("{}@localhost", "a".repeat(240));
+        assert!(NodeName::is_valid(&long));
+        // Refused by it ("Invalid node name!", or an atom too long).
+        use NodeNameError::*;
+        for (bad, why) in [
+            ("a.b@vm", BadAlive),
+            ("a+b@vm", BadAlive),
+            ("a b@vm", BadAlive),
+            ("\u{e4}@vm", BadAlive),
+            ("@localhost", BadAlive),
+            ("a@loc host", BadHost),
+            ("a@\u{100}", BadHost),
+            ("a@", BadHost),
+            ("a@b@c", NotAliveAtHost),
+            ("ab", NotAliveAtHost),
+            ("a\0@b", BadAlive),
+        ] {
+            assert_eq!(NodeName::check(bad), Err(why), "{bad:?}");
+        }
+        let too_long = format!("{}@localhost", "a".repeat(250));
+        assert_eq!(NodeName::check(&too_long), Err(TooLong(260)));
+        let n = NodeName::new("foo@bar.example").unwrap();
+        assert_eq!((n.alive(), n.host()), ("foo", "bar.example"));
+        assert_eq!(n.to_string(), "foo@bar.example");
+        assert_eq!(NodeName::from_parts("foo", "bar.example"), Ok(n));
+        // Every valid alive part is one the daemon registers.
+        assert_eq!(check_node_name(b"a-b_C9"), Ok(()));
+    }
+
+    #[test]
+    fn proto_name_newtype() {
+        let p: ProtoName = "inet_tls".parse().unwrap();
+        assert_eq!(p.as_str(), "inet_tls");
+        assert!(!p.is_plain_tcp());
+        assert_eq!(ProtoName::new("Bad"), Err(ProtoNameError::Charset));
+    }
+
     use super::*;
 
     #[test]

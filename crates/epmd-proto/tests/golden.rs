@@ -19,7 +19,7 @@ use epmd_proto::legacy::{
     STOP_STOPPED,
 };
 use epmd_proto::name::{check_node_name, is_lookup_name_ok, NameError};
-use epmd_proto::{Malformed, Request};
+use epmd_proto::{Malformed, NodeType, Request};
 
 // ---------------------------------------------------------------------------
 // Requests as real clients send them
@@ -36,7 +36,7 @@ const ERL_ALIVE2_FOO: &[u8] = &[
 fn erl_alive2_request() {
     let req = Alive2Req {
         port: 45678,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 6,
         low: 5,
@@ -151,7 +151,7 @@ fn port2_replies() {
         hid,
         PortInfo {
             port: 65534,
-            node_type: 72,
+            node_type: NodeType::Hidden.code(),
             protocol: 0,
             high: 6,
             low: 5,
@@ -177,7 +177,7 @@ fn names_reply() {
         parse_names_text(&NAMES_REPLY[4..]),
         vec![(b"hid".to_vec(), 65534), (b"foo".to_vec(), 5000)]
     );
-    // A zero-length name (the §4.3 quirk) is listed with two spaces.
+    // A zero-length name (the docs/protocol.md §8.8 quirk) is listed with two spaces.
     let mut empty = Vec::new();
     put_names_line(&mut empty, b"", 5000);
     assert_eq!(empty, b"name  at port 5000\n");
@@ -212,7 +212,7 @@ fn kill_and_stop_replies() {
 // Requests the C daemon accepted or refused
 // ---------------------------------------------------------------------------
 
-/// Accepted: a zero-length name padded to Length 14 registers (§4.3 quirk).
+/// Accepted: a zero-length name padded to Length 14 registers (docs/protocol.md §8.8 quirk).
 const ALIVE2_EMPTY_NAME_PADDED: &[u8] = &[
     0x00, 0x0e, 0x78, 0x13, 0x88, 0x4d, 0x00, 0x00, 0x06, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
@@ -225,7 +225,7 @@ fn accepted_oddities() {
     // Bytes after Extra are ignored: `foo`, Extra `AB`, then `zzzz`.
     let mut padded = Alive2Req {
         port: 5000,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 6,
         low: 6,
@@ -271,7 +271,7 @@ fn refused_like_the_c_daemon() {
     for name in [&b"foo\0bar"[..], b"foobar\0", b"\0"] {
         let f = Alive2Req {
             port: 5000,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             protocol: 0,
             high: 6,
             low: 6,
@@ -284,7 +284,7 @@ fn refused_like_the_c_daemon() {
     // Elen beyond the packet (`gurka`, Elen 1, no Extra bytes).
     let mut f = Alive2Req {
         port: 5000,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high: 5,
         low: 5,

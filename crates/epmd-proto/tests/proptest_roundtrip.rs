@@ -5,12 +5,12 @@
 
 use epmd_proto::ext::{
     self, Alive3Req, Dump3, Names3, NodeRecord, OldEntry, PortPlease3Req, Status, Transport,
-    TransportRef, Unreg3Req, FLAG_LEGACY,
+    TransportRef, Unreg3Req,
 };
 use epmd_proto::legacy::{self, Alive2Req, Alive2Resp, PortInfo};
 use epmd_proto::limits::{MAX_PACKET, MAX_PROTO_LEN, MAX_SYMLEN};
 use epmd_proto::name::{check_node_name, check_proto_name, is_lookup_name_ok, NameError};
-use epmd_proto::{code, frame, Malformed, Request};
+use epmd_proto::{code, frame, Malformed, NodeType, Request};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -146,19 +146,7 @@ fn node_record() -> impl Strategy<Value = NodeRecord> {
 }
 
 fn put_record(out: &mut Vec<u8>, rec: &NodeRecord) {
-    ext::put_node_record(
-        out,
-        rec.node_type,
-        rec.high,
-        rec.low,
-        if rec.legacy { FLAG_LEGACY } else { 0 },
-        &rec.name,
-        rec.transports.iter().map(|t| TransportRef {
-            port: t.port,
-            proto: t.proto.as_bytes(),
-            extra: &t.extra,
-        }),
-    );
+    rec.encode_into(out);
 }
 
 /// Any valid framed request, as the encoders (or a hand-built frame) give it.
@@ -173,7 +161,7 @@ fn framed_request() -> impl Strategy<Value = Vec<u8>> {
         Just(ext::encode_names3()),
         Just(ext::encode_dump3()),
         (valid_node_name(), raw_transports(8)).prop_map(|(name, ts)| Alive3Req {
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             high: 6,
             low: 6,
             name: &name,
@@ -264,7 +252,7 @@ proptest! {
     #[test]
     fn alive2_empty_name_and_extra_is_too_short(port: u16, high: u16, low: u16) {
         // 13 bytes of body: the C epmd's `bsize <= 13` refuses it.
-        let req = Alive2Req { port, node_type: 77, protocol: 0, high, low, name: b"", extra: b"" };
+        let req = Alive2Req { port, node_type: NodeType::Normal.code(), protocol: 0, high, low, name: b"", extra: b"" };
         let framed = req.encode();
         prop_assert_eq!(framed.len(), 15);
         prop_assert_eq!(Request::decode(body_of(&framed)), Err(Malformed::TooShort));
@@ -351,7 +339,7 @@ proptest! {
         let ts: Vec<_> = protos.iter().zip(&ports).map(|(p, port)| TransportRef {
             port: *port, proto: p.as_bytes(), extra: b"/tmp/x",
         }).collect();
-        let req = Alive3Req { node_type: 72, high: 6, low: 5, name: &name, transports: ts };
+        let req = Alive3Req { node_type: NodeType::Hidden.code(), high: 6, low: 5, name: &name, transports: ts };
         prop_assert_eq!(req.validate(), Ok(()));
         let framed = req.encode();
         prop_assert_eq!(Request::decode(body_of(&framed)), Ok(Request::Alive3(req.clone())));

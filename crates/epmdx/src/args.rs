@@ -60,12 +60,6 @@ pub(crate) fn atoi(s: &str) -> i64 {
     }
 }
 
-/// The port from `ERL_EPMD_PORT` (atoi, unvalidated), or 4369.
-pub(crate) fn env_port(var: Option<&str>) -> u16 {
-    // The C code stores atoi's int into a port; keep its low 16 bits.
-    var.map_or(4369, |v| atoi(v) as u16)
-}
-
 /// A positive number argument, or a usage error (0, negative, missing).
 fn positive(v: Option<&String>) -> Result<i64, Usage> {
     match v.map(|s| atoi(s)) {
@@ -164,7 +158,7 @@ mod tests {
 
     fn p(args: &[&str]) -> Result<Args, Usage> {
         let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        parse(&v, 4369, false)
+        parse(&v, epmd_proto::DEFAULT_PORT, false)
     }
 
     #[test]
@@ -191,8 +185,11 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(atoi("  -7x"), -7);
-        assert_eq!(env_port(Some("abc")), 0);
-        assert_eq!(env_port(None), 4369);
+        assert_eq!(epmd_proto::port_from_env_value(Some("abc")), 0);
+        assert_eq!(
+            epmd_proto::port_from_env_value(None),
+            epmd_proto::DEFAULT_PORT
+        );
     }
 
     #[test]

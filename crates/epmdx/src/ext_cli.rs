@@ -39,8 +39,9 @@ enum Cmd {
         /// Node name, `name` or `name@host`.
         node: String,
         /// Protocols in preference order, comma-separated; empty = all.
+        /// Each must match `[a-z][a-z0-9_]{0,31}` (refused before asking).
         #[arg(long, value_delimiter = ',')]
-        proto: Vec<String>,
+        proto: Vec<epmd_proto::ProtoName>,
         /// Host whose daemon to ask (default: the node's host, else localhost).
         #[arg(long)]
         host: Option<String>,
@@ -77,7 +78,7 @@ struct JsonNode {
 fn to_json(rec: &NodeRecord) -> JsonNode {
     JsonNode {
         name: String::from_utf8_lossy(&rec.name).into_owned(),
-        hidden: rec.node_type == b'H',
+        hidden: rec.node_type == epmd_proto::NodeType::Hidden.code(),
         high_version: rec.high,
         low_version: rec.low,
         legacy: rec.legacy,
@@ -109,7 +110,7 @@ fn text_line(rec: &NodeRecord) -> String {
 }
 
 fn default_port() -> u16 {
-    crate::args::env_port(std::env::var("ERL_EPMD_PORT").ok().as_deref())
+    epmd_proto::port_from_env()
 }
 
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
@@ -153,7 +154,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let host = host.or(node_host).unwrap_or_else(|| "localhost".into());
             let client = Client::for_host(&host, port.unwrap_or_else(default_port)).await?;
-            let protos: Vec<&str> = proto.iter().map(String::as_str).collect();
+            let protos: Vec<&str> = proto.iter().map(epmd_proto::ProtoName::as_str).collect();
             let (rec, via_legacy) = match client.lookup(&name, &protos).await? {
                 Lookup::Found(r) => (Some(r), false),
                 Lookup::NotFound => (None, false),
@@ -178,6 +179,28 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", text_line(&rec));
             }
             Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_protocols_are_checked_before_asking() {
+        let cli = Cli::try_parse_from(["epmdx", "lookup", "s", "--proto", "inet_tls,inet_tcp"])
+            .expect("valid protocol names parse");
+        let Cmd::Lookup { proto, .. } = cli.cmd else {
+            panic!("not a lookup: {cli:?}");
+        };
+        let names: Vec<&str> = proto.iter().map(epmd_proto::ProtoName::as_str).collect();
+        assert_eq!(names, ["inet_tls", "inet_tcp"]);
+        for bad in ["Inet", "1tcp", "in-et", ""] {
+            assert!(
+                Cli::try_parse_from(["epmdx", "lookup", "s", "--proto", bad]).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

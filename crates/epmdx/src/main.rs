@@ -52,7 +52,7 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let port = args::env_port(std::env::var("ERL_EPMD_PORT").ok().as_deref());
+    let port = epmd_proto::port_from_env();
     let relaxed = std::env::var_os("ERL_EPMD_RELAXED_COMMAND_CHECK").is_some();
     let mut parsed = match args::parse(&argv, port, relaxed) {
         Ok(a) => a,

@@ -599,17 +599,7 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn ip(args: &[&str]) -> Result<String> {
-    let out = run_cmd(Command::new("ip").args(args), Duration::from_secs(20))
-        .with_context(|| format!("running `ip {}`", args.join(" ")))?;
-    ensure!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use test_support::netns::ip;
 
 /// A network namespace joined to this one by a veth pair on a private /30
 /// of 10.213.0.0/16. Deleted on drop, even when the test fails.

@@ -135,7 +135,11 @@ impl ErlNode {
     /// host name, `a@localhost` pins the host (what the interop tests use,
     /// since `localhost` resolves on any machine).
     pub fn start(name: &str, cookie: &str, epmd_port: u16, extra_args: &[&str]) -> Result<Self> {
-        assert_ne!(epmd_port, 4369, "tests must not use the system epmd port");
+        assert_ne!(
+            epmd_port,
+            epmd_proto::DEFAULT_PORT,
+            "tests must not use the system epmd port"
+        );
         let erl = erl_bin()?;
         let tmp = TempDir::new(&format!("erl-{}", alive_of(name)))?;
         let mut cmd = Command::new(&erl);
@@ -432,6 +436,35 @@ pub fn erl_bin() -> Result<PathBuf> {
     )
 }
 
+/// `erlc` next to [`erl_bin`], else `erlc` on `PATH`.
+pub fn erlc_bin() -> Result<PathBuf> {
+    Ok(erl_bin()?
+        .parent()
+        .map(|d| d.join("erlc"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("erlc")))
+}
+
+/// Compiles the Erlang module `src` into `outdir` with `erlc` (at most two
+/// minutes); a failure carries erlc's output.
+pub fn erlc(src: &Path, outdir: &Path) -> Result<()> {
+    let erlc = erlc_bin()?;
+    let out = crate::run_with_timeout(
+        Command::new(&erlc).arg("-o").arg(outdir).arg(src),
+        Duration::from_secs(120),
+    )
+    .with_context(|| format!("run {}", erlc.display()))?;
+    if !out.status.success() {
+        bail!(
+            "erlc {} failed: {}{}",
+            src.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// `erl_call` (from erl_interface): `$ERL_CALL_BIN`, else
 /// `/usr/lib/erlang/lib/erl_interface-*/bin/erl_call`, else
 /// `/usr/bin/erl_call`. Missing: install Debian's `erlang-base`
@@ -506,4 +539,22 @@ fn find_tool(
         }
     }
     bail!("{what} not found (set ${env}, or install the Debian package {package})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erlc_compiles_and_reports_failure() {
+        let dir = TempDir::new("erlc").unwrap();
+        let ok = dir.path().join("hello_m.erl");
+        std::fs::write(&ok, "-module(hello_m).\n-export([f/0]).\nf() -> ok.\n").unwrap();
+        erlc(&ok, dir.path()).unwrap();
+        assert!(dir.path().join("hello_m.beam").exists());
+        let bad = dir.path().join("bad_m.erl");
+        std::fs::write(&bad, "-module(bad_m).\nf( -> .\n").unwrap();
+        let err = erlc(&bad, dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("bad_m.erl"), "{err:#}");
+    }
 }

@@ -10,9 +10,24 @@
 //!   port and wait until it answers NAMES.
 //! - [`wait_until`]: poll a condition with a deadline.
 //! - [`epmdx_bin`] / [`otp_epmd_bin`]: where the binaries under test live.
+//! - [`process`]: run a program with a deadline, or in the background with
+//!   its output drained ([`run_with_timeout`], [`Background`],
+//!   [`LineProcess`]).
+//! - [`net`]: loopback probes (NAMES answers, a port accepts, IPv6 loopback)
+//!   and the host names nodes use.
+//! - [`netns`]: network namespaces and a router-and-subnets [`netns::Topology`]
+//!   (root and iproute2 needed).
+//! - [`bench`]: medians and `/proc` readings for the benchmarks.
+//! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
 
+pub mod bench;
 pub mod corpus;
 pub mod erl;
+pub mod net;
+pub mod netns;
+pub mod process;
+pub use net::{accepts, have_ipv6_loopback, names_answers_at};
+pub use process::{run_with_timeout, Background, Finished, LineProcess};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -52,16 +67,28 @@ impl Subject {
 /// Path of the `epmdx` binary: `$EPMDX_BIN`, else `target/<profile>/epmdx`
 /// next to the running test executable.
 pub fn epmdx_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EPMDX_BIN") {
+    workspace_bin("epmdx", "EPMDX_BIN")
+}
+
+/// Path of the `erldist` binary: `$ERLDIST_BIN`, else
+/// `target/<profile>/erldist` next to the running test executable.
+pub fn erldist_bin() -> PathBuf {
+    workspace_bin("erldist", "ERLDIST_BIN")
+}
+
+/// A binary of this workspace: `$env_var` if set, else `target/<profile>/name`
+/// next to the running test executable. Panics, naming the fix, if absent.
+pub fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary> -> target/<profile>/epmdx
+    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("epmdx");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: run `cargo build --bins` first or set EPMDX_BIN",
+        "{} not found: run `cargo build --bins` first or set {env_var}",
         bin.display()
     );
     bin
@@ -86,7 +113,7 @@ pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind port 0");
         let port = l.local_addr().expect("local_addr").port();
-        if port != 4369 {
+        if port != epmd_proto::DEFAULT_PORT {
             return port;
         }
     }
@@ -239,16 +266,7 @@ impl Daemon {
 
     /// Waits up to `timeout` for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
-        let mut code = None;
-        wait_until(timeout, || match child.try_wait() {
-            Ok(Some(st)) => {
-                code = Some(st.code().unwrap_or(-1));
-                true
-            }
-            _ => false,
-        });
-        code
+        process::wait_exit_code(self.child.as_mut()?, timeout)
     }
 }
 
@@ -263,18 +281,7 @@ impl Drop for Daemon {
 
 /// Sends NAMES to `127.0.0.1:port` and reports whether 4 bytes came back.
 pub fn names_answers(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(500),
-    ) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(&[0, 1, 110]).is_err() {
-        return false;
-    }
-    let mut hdr = [0u8; 4];
-    s.read_exact(&mut hdr).is_ok()
+    names_answers_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
 /// Sends NAMES and returns the reply after the u32 header, or `None`.

@@ -63,16 +63,7 @@ fn run_cmd(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-fn ip(args: &[&str]) -> Result<String> {
-    let out = run_cmd(Command::new("ip").args(args))?;
-    ensure!(
-        out.status.success(),
-        "`ip {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use test_support::netns::ip;
 
 fn kill_pid(pid: i32) {
     if pid > 1 {
@@ -207,29 +198,7 @@ impl Topology {
     /// Namespaces (and /etc/netns entries) of earlier runs whose process is
     /// gone.
     fn remove_stale() {
-        let alive = |pid: &str| Path::new(&format!("/proc/{pid}")).exists();
-        let mut names: Vec<String> = ip(&["netns", "list"])
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .collect();
-        if let Ok(rd) = std::fs::read_dir("/etc/netns") {
-            names.extend(
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned()),
-            );
-        }
-        for name in names {
-            let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-                continue;
-            };
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let role = &rest[digits.len()..];
-            if digits.is_empty() || !ROLES.contains(&role) || alive(&digits) {
-                continue;
-            }
-            Self::destroy(&name);
-        }
+        test_support::netns::remove_stale(NS_PREFIX);
     }
 }
 

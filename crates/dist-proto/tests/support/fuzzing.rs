@@ -59,7 +59,7 @@ use dist_proto::flags::{self, expand_digest, missing_required};
 use dist_proto::frame::{encode_frame, take_frame, Framing, MAX_HANDSHAKE_MESSAGE};
 use dist_proto::message::{
     tag, AnySendName, Challenge, ChallengeAck, ChallengeReply, Complement, OldSendName, SendName,
-    MAX_NAME_BYTES, OLD_VERSION,
+    OLD_VERSION,
 };
 use dist_proto::{
     digest, Acceptor, Connector, Established, Event, HandshakeConfig, HandshakeError, OnAlive,
@@ -223,13 +223,14 @@ pub(crate) fn check_from_byte(b: u8) -> PeerCheck {
             name: "nohost".into(),
             creation: 1,
         },
-        // The longest acceptable full name, then one byte more.
+        // The longest acceptable full name (255 characters, the atom
+        // limit), then one character more.
         6 => PeerCheck::AssignName {
-            name: format!("{}@h", "n".repeat(MAX_NAME_BYTES - 2)),
+            name: format!("{}@h", "n".repeat(253)),
             creation: u32::MAX,
         },
         _ => PeerCheck::AssignName {
-            name: format!("{}@h", "n".repeat(MAX_NAME_BYTES - 1)),
+            name: format!("{}@h", "n".repeat(254)),
             creation: 0,
         },
     }
@@ -795,12 +796,20 @@ impl Watch {
     }
 }
 
-/// `alive@host`, both parts non-empty, no NUL, at most MAX_NAME_BYTES.
+/// OTP's node-name rule, written apart from `epmd_proto::NodeName`:
+/// `alive@host`, alive of `[A-Za-z0-9_-]+`, host of `['!'..='\u{ff}']+`
+/// with exactly one `@` (which that range includes), at most 255 characters.
 fn full_name(n: &str) -> bool {
-    n.len() <= MAX_NAME_BYTES
-        && !n.contains('\0')
+    let alive_ok = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    let host_ok = |h: &str| !h.is_empty() && h.chars().all(|c| ('!'..='\u{ff}').contains(&c));
+    n.matches('@').count() == 1
+        && n.chars().count() <= 255
         && n.split_once('@')
-            .is_some_and(|(a, h)| !a.is_empty() && !h.is_empty())
+            .is_some_and(|(a, h)| alive_ok(a) && host_ok(h))
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use epmd_proto::ext::{self, NodeRecord, TransportRef, FLAG_LEGACY};
+use epmd_proto::ext::{self, NodeRecord};
 use epmd_proto::frame::{self, FrameError};
 use epmd_proto::legacy::{self, Alive2Resp, PortInfo};
 use epmd_proto::limits::{MAX_PACKET, MAX_TRANSPORTS};
@@ -176,19 +176,7 @@ pub(crate) fn fuzz_decode_replies(data: &[u8]) {
 }
 
 fn put_record(out: &mut Vec<u8>, rec: &NodeRecord) {
-    ext::put_node_record(
-        out,
-        rec.node_type,
-        rec.high,
-        rec.low,
-        if rec.legacy { FLAG_LEGACY } else { 0 },
-        &rec.name,
-        rec.transports.iter().map(|t| TransportRef {
-            port: t.port,
-            proto: t.proto.as_bytes(),
-            extra: &t.extra,
-        }),
-    );
+    rec.encode_into(out);
 }
 
 fn port3_body(body: &[u8]) {

@@ -7,7 +7,7 @@
 //! - `fuzz/fuzz_targets/registry_ops.rs` (libFuzzer's bytes become operations).
 //!
 //! The model is deliberately naive (vectors, linear scans) and written from
-//! the rules in `epmd-protocol.md`, not from the registry's code.
+//! the rules in docs/protocol.md (§3, §8), not from the registry's code.
 
 #![allow(dead_code)]
 

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -236,28 +236,8 @@ pub async fn port2(c: &Client, name: &str) -> Result<Option<u16>> {
     Ok(c.port_please(name).await?.map(|i| i.port))
 }
 
-/// Runs a command to completion within `within` (killed by PID otherwise).
-/// Its output must be small (it is read after exit).
-pub fn run_cmd(cmd: &mut Command, within: Duration) -> Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("spawn {cmd:?}"))?;
-    let deadline = Instant::now() + within;
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(child.wait_with_output()?);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{cmd:?} did not finish within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+/// Runs a command to completion within a deadline (killed by PID otherwise).
+pub use test_support::run_with_timeout as run_cmd;
 
 /// Runs the epmdx binary with `args` (off the async runtime's thread).
 pub async fn run_epmdx(args: Vec<String>) -> Result<Output> {

@@ -56,18 +56,7 @@ pub async fn within<F: Future>(secs: u64, what: &str, f: F) -> F::Output {
 }
 
 /// This host's short name, as `erl -sname x` would use it.
-pub fn short_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".to_owned()
-    };
-    name.split('.').next().unwrap_or("localhost").to_owned()
-}
+pub use test_support::net::short_hostname;
 
 /// A development CA with one certificate per name in `dir`, each valid for
 /// `hosts` (default: localhost, 127.0.0.1 and the short host name).

@@ -149,12 +149,10 @@ impl NodeConfig {
     }
 }
 
-/// `ERL_EPMD_PORT` if set and valid, else 4369.
+/// The EPMD port from `ERL_EPMD_PORT`, else 4369: [`epmd_proto::port_from_env`],
+/// the one rule (the C epmd's) for the whole workspace.
 pub fn epmd_port_from_env() -> u16 {
-    std::env::var("ERL_EPMD_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(4369)
+    epmd_proto::port_from_env()
 }
 
 /// Errors of the node API.

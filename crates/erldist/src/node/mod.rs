@@ -120,18 +120,11 @@ fn random_u32() -> u32 {
     u32::from_ne_bytes(b)
 }
 
+/// `(alive, host)` of a node name checked by the one rule,
+/// [`epmd_proto::NodeName`] (OTP's `net_kernel` rule).
 fn split_name(full: &str) -> Result<(&str, &str), NodeError> {
-    match full.split_once('@') {
-        Some((a, h))
-            if !a.is_empty()
-                && !h.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-        {
-            Ok((a, h))
-        }
-        _ => Err(NodeError::BadName(full.to_owned())),
-    }
+    let at = epmd_proto::NodeName::check(full).map_err(|_| NodeError::BadName(full.to_owned()))?;
+    Ok((&full[..at], &full[at + 1..]))
 }
 
 fn atom(s: &str) -> Result<Atom, NodeError> {

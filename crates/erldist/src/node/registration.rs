@@ -129,7 +129,7 @@ pub(super) async fn register(
     let client = Client::local(epmd_port);
     let spec = NodeSpec {
         name: alive,
-        node_type: if hidden { 72 } else { 77 },
+        node_type: epmd_proto::NodeType::hidden(hidden).code(),
         high: 6,
         low: 6,
     };

@@ -1,4 +1,4 @@
-//! KILL and STOP, with and without relaxed mode (§3.6, §3.7, §5.3).
+//! KILL and STOP, with and without relaxed mode (docs/protocol.md §8.5, §8.15).
 
 use std::time::Duration;
 

@@ -1,11 +1,12 @@
 //! ALIVE2: reply forms, creations, name and Extra rules, and what ends a
-//! registration (§3.1, §3.2, §4.3, §4.4, §4.7).
+//! registration (docs/protocol.md §8.2, §8.8, §8.9, §8.12).
 
 use std::net::Shutdown;
 use std::time::Duration;
 
 use anyhow::Result;
 use epmd_proto::legacy::{encode_port2_hit, Alive2Resp};
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, render, wait_for_second_after, Reg, FAST_TIMEOUT};
 use crate::probe::{self, End};
@@ -231,7 +232,15 @@ fn unicode_names() {
         let r = ctx.request("port_please 1 emoji", &[b"z", emoji.as_bytes()].concat())?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, emoji.as_bytes(), b""),
+            encode_port2_hit(
+                5000,
+                NodeType::Normal.code(),
+                0,
+                6,
+                6,
+                emoji.as_bytes(),
+                b""
+            ),
             "hit"
         );
         let many = emoji.repeat(201);
@@ -239,7 +248,7 @@ fn unicode_names() {
         let r = ctx.request("port_please 201 emoji", &[b"z", many.as_bytes()].concat())?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, many.as_bytes(), b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, many.as_bytes(), b""),
             "hit"
         );
         // Mixed widths: 1-, 2-, 3- and 4-byte characters.
@@ -251,7 +260,7 @@ fn unicode_names() {
     })
 }
 
-/// Name limits: 1020 bytes, 255 characters, valid UTF-8 (§4.3).
+/// Name limits: 1020 bytes, 255 characters, valid UTF-8 (docs/protocol.md §8.8).
 #[test]
 fn name_limits() {
     differential("name_limits", FAST_TIMEOUT, &[], |ctx| {
@@ -327,7 +336,7 @@ fn extra_with_nuls_echoed() {
         let r = ctx.request("port_please foo", b"zfoo")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b"ABC\0\0"),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b"ABC\0\0"),
             "hit"
         );
         let bin: Vec<u8> = (0..=255u8).collect();
@@ -335,14 +344,14 @@ fn extra_with_nuls_echoed() {
         let r = ctx.request("port_please bar", b"zbar")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"bar", &bin),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"bar", &bin),
             "hit"
         );
         let _baz = ctx.alive_ok("baz empty extra", &Reg::v6("baz"))?;
         let r = ctx.request("port_please baz", b"zbaz")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"baz", b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"baz", b""),
             "Elen = 0"
         );
         Ok(())
@@ -359,7 +368,7 @@ fn extra_limit_1020() {
         let r = ctx.request("port_please gurka", b"zgurka")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 5, 5, b"gurka", &e1020),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 5, 5, b"gurka", &e1020),
             "hit"
         );
         for (label, reg) in [
@@ -494,7 +503,7 @@ fn zero_length_name_quirk() {
     )
 }
 
-/// Bytes after the end of Extra are ignored (§3.1).
+/// Bytes after the end of Extra are ignored (docs/protocol.md §8.2).
 #[test]
 fn bytes_after_extra_ignored() {
     differential("bytes_after_extra_ignored", FAST_TIMEOUT, &[], |ctx| {
@@ -515,7 +524,7 @@ fn bytes_after_extra_ignored() {
         let r = ctx.request("port_please foo", b"zfoo")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b"AB"),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b"AB"),
             "hit"
         );
         Ok(())
@@ -527,13 +536,19 @@ fn bytes_after_extra_ignored() {
 fn fields_echoed_verbatim() {
     differential("fields_echoed_verbatim", FAST_TIMEOUT, &[], |ctx| {
         let regs = [
-            Reg::v6("hid").port(65535).kind(72, 0).versions(6, 5),
+            Reg::v6("hid")
+                .port(65535)
+                .kind(NodeType::Hidden.code(), 0)
+                .versions(6, 5),
             Reg::v6("odd")
                 .port(1)
                 .kind(0, 7)
                 .versions(0xffff, 0x1234)
                 .extra(b"\0"),
-            Reg::v5("old").port(0).kind(77, 1).versions(5, 0),
+            Reg::v5("old")
+                .port(0)
+                .kind(NodeType::Normal.code(), 1)
+                .versions(5, 0),
         ];
         let mut keep = Vec::new();
         for r in &regs {

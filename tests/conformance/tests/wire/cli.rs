@@ -1,4 +1,4 @@
-//! The command-line client modes and usage errors (§5.1, §5.2). The client
+//! The command-line client modes and usage errors (docs/protocol.md §8.14). The client
 //! of each subject talks to a daemon of the same subject; stdout, stderr
 //! and the exit code are compared (the daemon's port and DUMP's fds
 //! masked; of a usage text only the `usage: epmd` prefix).

@@ -1,5 +1,5 @@
 //! Request framing: the length limits, garbage commands, pipelining and
-//! trickled requests (§1, §2, §4.1).
+//! trickled requests (docs/protocol.md §8.1, §8.6).
 //!
 //! Cases that expect an immediate close run with `-packet_timeout 30`, so a
 //! daemon that waits for more bytes instead of closing shows as "open" at
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use epmd_proto::legacy::encode_port2_hit;
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, Ctx, Reg, PROMPT};
 use crate::probe::{self, End, Reply};
@@ -147,7 +148,7 @@ fn trickled_request_reassembled() {
             ctx.note("trickled PORT_PLEASE2", r.show());
             expect_bytes!(
                 r.bytes,
-                encode_port2_hit(5000, 77, 0, 6, 6, b"trickle", b"E"),
+                encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"trickle", b"E"),
                 "hit"
             );
             let mut q = trickle(ctx, &[0, 1, 110], gap)?;

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use epmd_proto::legacy::{parse_names_text, Alive2Req, Alive2Resp};
+use epmd_proto::NodeType;
 use test_support::{Daemon, Subject};
 
 use crate::probe::{self, End, Reply};
@@ -142,7 +143,7 @@ impl Reg {
         Self {
             name: name.as_ref().to_vec(),
             port: 5000,
-            node_type: 77,
+            node_type: NodeType::Normal.code(),
             protocol: 0,
             high: 6,
             low: 6,

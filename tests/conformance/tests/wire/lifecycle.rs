@@ -1,5 +1,5 @@
 //! Registration lifetime: resets before the reply, churn at scale, and
-//! NAMES matching the live set (§4.4, §13).
+//! NAMES matching the live set (docs/protocol.md §8.9).
 
 use std::collections::BTreeSet;
 use std::thread::sleep;

@@ -1,5 +1,5 @@
 //! Listening sockets: `-address`, its parse and bind errors, the socket
-//! limit, and a port that is already taken (§4.8).
+//! limit, and a port that is already taken (docs/protocol.md §8.13).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::Duration;

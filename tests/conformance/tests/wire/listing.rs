@@ -1,8 +1,8 @@
-//! NAMES and DUMP, and the unregistered-names list they reveal (§3.4, §3.5,
-//! §4.7).
+//! NAMES and DUMP, and the unregistered-names list they reveal (docs/protocol.md §8.4, §8.12).
 
 use anyhow::Result;
 use epmd_proto::legacy::{put_dump_active, put_dump_old, put_names_line};
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, mask_fds, wait_for_second_after, Ctx, Node, Reg, FAST_TIMEOUT};
 use crate::probe::End;
@@ -242,7 +242,7 @@ fn odd_names_listed_raw() {
         let r = ctx.request("port_please x\\ny", b"zx\ny")?;
         expect_bytes!(
             r.bytes,
-            epmd_proto::legacy::encode_port2_hit(7, 77, 0, 6, 6, b"x\ny", b""),
+            epmd_proto::legacy::encode_port2_hit(7, NodeType::Normal.code(), 0, 6, 6, b"x\ny", b""),
             "hit"
         );
         Ok(())

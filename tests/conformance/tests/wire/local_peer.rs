@@ -1,4 +1,4 @@
-//! The local-peer rule (§4.5): ALIVE2, DUMP, KILL and STOP are silently
+//! The local-peer rule (docs/protocol.md §8.10): ALIVE2, DUMP, KILL and STOP are silently
 //! closed for a peer that is not loopback and not the socket's own local
 //! address; NAMES and PORT_PLEASE2 are public.
 //!
@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use anyhow::Result;
 use epmd_proto::legacy::encode_port2_hit;
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, Ctx, Reg, CLOSE_DEADLINE};
 use crate::probe::{self, End, Reply};
@@ -82,7 +83,7 @@ fn nonlocal_story(
     )?;
     expect_bytes!(
         r.bytes,
-        encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b""),
+        encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b""),
         "public lookup"
     );
     // Same address at both ends: local.

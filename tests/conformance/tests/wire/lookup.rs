@@ -1,7 +1,8 @@
-//! PORT_PLEASE2: hit and miss bytes, NUL handling, name limits (§3.3, §4.6).
+//! PORT_PLEASE2: hit and miss bytes, NUL handling, name limits (docs/protocol.md §8.3, §8.11).
 
 use anyhow::Result;
 use epmd_proto::legacy::encode_port2_hit;
+use epmd_proto::NodeType;
 
 use crate::harness::{differential, Ctx, Reg, FAST_TIMEOUT};
 use crate::probe::End;
@@ -49,7 +50,7 @@ fn port_please2_nul_handling() {
         let r = lookup(ctx, "foo\\0", b"foo\0")?;
         expect_bytes!(
             r.bytes,
-            encode_port2_hit(5000, 77, 0, 6, 6, b"foo", b""),
+            encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, b"foo", b""),
             "trailing NUL"
         );
         let r = lookup(ctx, "foo\\0\\0", b"foo\0\0")?;
@@ -71,7 +72,7 @@ fn port_please2_nul_handling() {
     })
 }
 
-/// The spec's off-by-one (§4.6), measured on OTP 25.2.3: a 255-character
+/// The spec's off-by-one (docs/protocol.md §8.11), measured on OTP 25.2.3: a 255-character
 /// name registers, but its lookup is closed without a reply; 254 works.
 #[test]
 fn port_please2_255_vs_254_chars() {
@@ -93,7 +94,7 @@ fn port_please2_255_vs_254_chars() {
             let r = lookup(ctx, &format!("lookup {label}"), n)?;
             expect_bytes!(
                 r.bytes,
-                encode_port2_hit(5000, 77, 0, 6, 6, n, b""),
+                encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, n, b""),
                 "{label}"
             );
             let r = lookup(
@@ -103,7 +104,7 @@ fn port_please2_255_vs_254_chars() {
             )?;
             expect_bytes!(
                 r.bytes,
-                encode_port2_hit(5000, 77, 0, 6, 6, n, b""),
+                encode_port2_hit(5000, NodeType::Normal.code(), 0, 6, 6, n, b""),
                 "{label} + NUL"
             );
         }

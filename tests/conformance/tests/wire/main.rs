@@ -19,17 +19,17 @@
 //! Nothing here touches port 4369, runs a daemon without `-port`, or kills
 //! anything but its own children (by PID, on drop).
 //!
-//! Case files, by section of `epmd-protocol.md`:
-//! - `alive`: ALIVE2 replies, creations, name and Extra rules (§3.1, §3.2, §4.3, §4.4, §4.7)
-//! - `lookup`: PORT_PLEASE2 (§3.3, §4.6)
-//! - `listing`: NAMES and DUMP (§3.4, §3.5, §4.7)
-//! - `framing`: request framing, garbage, pipelining, trickling (§1, §2, §4.1)
-//! - `timeouts`: `packet_timeout` and `delay_write` (§4.2)
-//! - `admin`: KILL and STOP, relaxed mode (§3.6, §3.7, §5.3)
-//! - `lifecycle`: registration lifetime at scale, resets (§4.4, §13)
-//! - `local_peer`: the local-peer rule (§4.5)
-//! - `listen`: `-address`, socket limits, port already taken (§4.8)
-//! - `cli`: the client modes and usage errors (§5)
+//! Case files, by section of docs/protocol.md (§8, OTP's protocol as the C epmd speaks it):
+//! - `alive`: ALIVE2 replies, creations, name and Extra rules (§8.2, §8.8, §8.9, §8.12)
+//! - `lookup`: PORT_PLEASE2 (§8.3, §8.11)
+//! - `listing`: NAMES and DUMP (§8.4, §8.12)
+//! - `framing`: request framing, garbage, pipelining, trickling (§8.1, §8.6)
+//! - `timeouts`: `packet_timeout` and `delay_write` (§8.7)
+//! - `admin`: KILL and STOP, relaxed mode (§8.5, §8.15)
+//! - `lifecycle`: registration lifetime at scale, resets (§8.9)
+//! - `local_peer`: the local-peer rule (§8.10)
+//! - `listen`: `-address`, socket limits, port already taken (§8.13)
+//! - `cli`: the client modes and usage errors (§8.14)
 
 /// Fails the case with both values rendered when they differ.
 macro_rules! expect_eq {

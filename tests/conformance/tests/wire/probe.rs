@@ -92,21 +92,18 @@ fn read_step(s: &mut TcpStream, buf: &mut [u8], wait: Duration) -> Step {
     }
 }
 
-/// Reads until the server closes the connection or `deadline` passes.
-pub(crate) fn read_to_close(s: &mut TcpStream, deadline: Duration) -> Reply {
+/// Reads while `more(bytes read so far)` holds, until the server closes the
+/// connection or `deadline` passes; `Open` unless it closed.
+fn read_while(s: &mut TcpStream, deadline: Duration, more: impl Fn(usize) -> bool) -> Reply {
     let start = Instant::now();
     let mut bytes = Vec::new();
     let mut first_read = 0;
     let mut buf = vec![0u8; 65536];
-    loop {
+    let mut end = End::Open;
+    while more(bytes.len()) {
         let left = deadline.saturating_sub(start.elapsed());
         if left.is_zero() {
-            return Reply {
-                bytes,
-                end: End::Open,
-                first_read,
-                elapsed: start.elapsed(),
-            };
+            break;
         }
         match read_step(s, &mut buf, left) {
             Step::Data(n) => {
@@ -116,16 +113,23 @@ pub(crate) fn read_to_close(s: &mut TcpStream, deadline: Duration) -> Reply {
                 bytes.extend_from_slice(&buf[..n]);
             }
             Step::Eof => {
-                return Reply {
-                    bytes,
-                    end: End::Closed,
-                    first_read,
-                    elapsed: start.elapsed(),
-                }
+                end = End::Closed;
+                break;
             }
             Step::Quiet => {}
         }
     }
+    Reply {
+        bytes,
+        end,
+        first_read,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Reads until the server closes the connection or `deadline` passes.
+pub(crate) fn read_to_close(s: &mut TcpStream, deadline: Duration) -> Reply {
+    read_while(s, deadline, |_| true)
 }
 
 /// Reads until `want` bytes arrived (or the server closed, or `deadline`
@@ -138,53 +142,15 @@ pub(crate) fn read_reply(
     linger: Duration,
 ) -> Reply {
     let start = Instant::now();
-    let mut bytes = Vec::new();
-    let mut first_read = 0;
-    let mut buf = vec![0u8; 65536];
-    while bytes.len() < want {
-        let left = deadline.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Reply {
-                bytes,
-                end: End::Open,
-                first_read,
-                elapsed: start.elapsed(),
-            };
-        }
-        match read_step(s, &mut buf, left) {
-            Step::Data(n) => {
-                if first_read == 0 {
-                    first_read = n;
-                }
-                bytes.extend_from_slice(&buf[..n]);
-            }
-            Step::Eof => {
-                return Reply {
-                    bytes,
-                    end: End::Closed,
-                    first_read,
-                    elapsed: start.elapsed(),
-                }
-            }
-            Step::Quiet => {}
-        }
-    }
-    if linger.is_zero() {
-        return Reply {
-            bytes,
-            end: End::Open,
-            first_read,
-            elapsed: start.elapsed(),
-        };
+    let mut r = read_while(s, deadline, |n| n < want);
+    if r.end == End::Closed || r.bytes.len() < want || linger.is_zero() {
+        return r;
     }
     let rest = read_to_close(s, linger);
-    bytes.extend_from_slice(&rest.bytes);
-    Reply {
-        bytes,
-        end: rest.end,
-        first_read,
-        elapsed: start.elapsed(),
-    }
+    r.bytes.extend_from_slice(&rest.bytes);
+    r.end = rest.end;
+    r.elapsed = start.elapsed();
+    r
 }
 
 /// Whether the server has closed `s`, judged by a short read (any data

@@ -2,14 +2,13 @@
 //! whose start-up itself is the thing under test. Every child is waited for
 //! with a deadline and killed by its own handle (its PID) if it overstays.
 
-use std::io::Read;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use test_support::Background;
+pub(crate) use test_support::{accepts, have_ipv6_loopback, names_answers_at};
 
 use crate::harness::render;
 
@@ -29,23 +28,10 @@ impl Out {
     }
 }
 
-/// A child started by a test, killed by PID when dropped.
+/// A child started by a test, its output drained, killed by PID when
+/// dropped.
 #[derive(Debug)]
-pub(crate) struct Proc {
-    child: Option<Child>,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-}
-
-fn drain(r: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
-    r.map(|mut r| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    })
-}
+pub(crate) struct Proc(Background);
 
 /// Builds the command for `bin args`, with the EPMD environment cleared,
 /// then `env` applied. `ERL_EPMD_PORT` is always set (to `safety_port`
@@ -74,69 +60,24 @@ impl Proc {
         env: &[(&str, &str)],
         safety_port: u16,
     ) -> Result<Self> {
-        let mut child = command(bin, args, env, safety_port)
-            .spawn()
+        let bg = Background::spawn(&mut command(bin, args, env, safety_port))
             .with_context(|| format!("spawn {} {args:?}", bin.display()))?;
-        let out = drain(child.stdout.take());
-        let err = drain(child.stderr.take());
-        Ok(Self {
-            child: Some(child),
-            out,
-            err,
-        })
+        Ok(Self(bg))
     }
 
     /// Whether it has exited; returns the status code if so.
     pub(crate) fn exited(&mut self) -> Option<Option<i32>> {
-        let c = self.child.as_mut()?;
-        match c.try_wait() {
-            Ok(Some(st)) => Some(st.code()),
-            _ => None,
-        }
+        self.0.try_status().map(|st| st.code())
     }
 
     /// Waits up to `timeout` for exit, killing it afterwards if needed, and
     /// collects its output.
-    pub(crate) fn finish(mut self, timeout: Duration) -> Out {
-        let mut code = None;
-        let mut done = false;
-        test_support::wait_until(timeout, || match self.exited() {
-            Some(c) => {
-                code = c;
-                done = true;
-                true
-            }
-            None => false,
-        });
-        if let Some(mut c) = self.child.take() {
-            if !done {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-        let stdout = self
-            .out
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        let stderr = self
-            .err
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+    pub(crate) fn finish(self, timeout: Duration) -> Out {
+        let fin = self.0.finish(timeout);
         Out {
-            code: if done { code } else { None },
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            code: fin.code(),
+            stdout: fin.stdout,
+            stderr: fin.stderr,
         }
     }
 }
@@ -166,28 +107,4 @@ pub(crate) fn mask_log(stderr: &[u8]) -> String {
         }
     }
     render(out.as_bytes())
-}
-
-/// Whether a NAMES request to `addr` gets a 4-byte header back.
-pub(crate) fn names_answers_at(addr: SocketAddr) -> bool {
-    use std::io::Write;
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(&[0, 1, 110]).is_err() {
-        return false;
-    }
-    let mut hdr = [0u8; 4];
-    s.read_exact(&mut hdr).is_ok()
-}
-
-/// Whether anything accepts a TCP connection at `addr`.
-pub(crate) fn accepts(addr: SocketAddr) -> bool {
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
-}
-
-/// Whether this host can bind IPv6 loopback.
-pub(crate) fn have_ipv6_loopback() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
 }

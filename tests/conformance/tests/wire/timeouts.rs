@@ -1,4 +1,4 @@
-//! `packet_timeout` and `delay_write` (§4.2).
+//! `packet_timeout` and `delay_write` (docs/protocol.md §8.7).
 //!
 //! With `-packet_timeout 1` the C epmd closes an idle connection once
 //! `last_activity + 1 < now` in whole seconds, checked every second: always

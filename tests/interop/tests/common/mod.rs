@@ -13,16 +13,16 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use epmd_proto::legacy::{Alive2Req, Alive2Resp};
+use epmd_proto::NodeType;
 pub use test_support::erl::{ErlNode, TempDir};
 pub use test_support::{names_text, wait_until, Daemon, Subject};
 
@@ -164,7 +164,7 @@ pub fn register_raw(
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = Alive2Req {
         port: node_port,
-        node_type: 77,
+        node_type: NodeType::Normal.code(),
         protocol: 0,
         high,
         low,
@@ -191,127 +191,10 @@ pub fn register_raw(
 
 /// Runs `cmd` to completion with a deadline (killing it by PID when late)
 /// and returns its output.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("spawn {desc}"))?;
-    let out = collect(child.stdout.take().expect("stdout"));
-    let err = collect(child.stderr.take().expect("stderr"));
-    let mut status = None;
-    wait_until(timeout, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("{desc} did not finish within {timeout:?}");
-    };
-    Ok(Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
-}
-
-fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
+pub use test_support::run_with_timeout as run;
 /// A long-running helper process with line-wise stdout, killed by PID on
 /// drop.
-#[derive(Debug)]
-pub struct Proc {
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    desc: String,
-}
-
-impl Proc {
-    /// Spawns `cmd` with piped stdin/stdout (stderr is inherited, so it
-    /// shows in the test output).
-    pub fn spawn(cmd: &mut Command) -> Result<Self> {
-        let desc = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("spawn {desc}"))?;
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self {
-            stdin: child.stdin.take(),
-            child: Some(child),
-            lines,
-            desc,
-        })
-    }
-
-    /// The next stdout line, within `timeout`.
-    pub fn line(&mut self, timeout: Duration) -> Result<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(l) => Ok(l),
-            Err(RecvTimeoutError::Timeout) => {
-                bail!("{}: no output line within {timeout:?}", self.desc)
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let code = self.wait(Duration::from_secs(5));
-                bail!("{}: stdout closed (exit code {code:?})", self.desc)
-            }
-        }
-    }
-
-    /// Writes `line` and a newline to stdin.
-    pub fn send_line(&mut self, line: &str) -> Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("stdin closed"))?;
-        writeln!(stdin, "{line}")?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    /// Waits up to `timeout` for the exit code.
-    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
-        let mut code = None;
-        wait_until(timeout, || match child.try_wait() {
-            Ok(Some(st)) => {
-                code = Some(st.code().unwrap_or(-1));
-                true
-            }
-            Ok(None) => false,
-            Err(_) => true,
-        });
-        code
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stdin = None;
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+pub use test_support::LineProcess as Proc;
 
 /// Compiles `tests/interop/java/EpmdProbe.java` once per test process and
 /// returns the class directory (cached under `CARGO_TARGET_TMPDIR`, keyed by
