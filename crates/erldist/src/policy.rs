@@ -97,6 +97,38 @@ where
     }
 }
 
+/// Why a transport name, address, CIDR or policy configuration was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Not one of the transport names.
+    #[error("unknown transport {0:?} (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds)")]
+    UnknownTransport(String),
+    /// A listen address that does not parse.
+    #[error("bad address {text:?}")]
+    BadAddress {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR whose address does not parse.
+    #[error("bad CIDR {text:?}")]
+    BadCidr {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR prefix that is not a number up to 32 (IPv4) or 128 (IPv6).
+    #[error("bad prefix in {0:?}")]
+    BadPrefix(String),
+    /// A rule with both or neither of `node` and `cidr`.
+    #[error("a rule needs exactly one of `node` or `cidr`")]
+    RuleMatcher,
+}
+
 /// An IP network, `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -135,10 +167,13 @@ impl Cidr {
 }
 
 impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.parse().map_err(|e| format!("bad CIDR {s:?}: {e}"))?;
+        let addr: IpAddr = a.parse().map_err(|source| PolicyError::BadCidr {
+            text: s.to_owned(),
+            source,
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = if p.is_empty() {
             max
@@ -146,7 +181,7 @@ impl std::str::FromStr for Cidr {
             p.parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("bad prefix in {s:?}"))?
+                .ok_or_else(|| PolicyError::BadPrefix(s.to_owned()))?
         };
         Ok(Self { addr, prefix })
     }
@@ -305,18 +340,18 @@ pub struct RulePolicy {
     nets: Vec<Cidr>,
 }
 
-fn protos(names: &[String]) -> Result<Vec<Proto>, String> {
+fn protos(names: &[String]) -> Result<Vec<Proto>, PolicyError> {
     names.iter().map(|n| n.parse()).collect()
 }
 
 impl RulePolicy {
     /// Builds the policy, reading this host's interfaces now.
-    pub fn new(cfg: &RuleConfig) -> Result<Self, String> {
+    pub fn new(cfg: &RuleConfig) -> Result<Self, PolicyError> {
         Self::with_networks(cfg, local_networks())
     }
 
     /// Builds the policy against given local networks (for tests).
-    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, String> {
+    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, PolicyError> {
         let rules = cfg
             .rules
             .iter()
@@ -324,11 +359,11 @@ impl RulePolicy {
                 let m = match (&r.node, &r.cidr) {
                     (Some(n), None) => Matcher::Node(n.clone()),
                     (None, Some(c)) => Matcher::Cidr(c.parse()?),
-                    _ => return Err("a rule needs exactly one of `node` or `cidr`".to_owned()),
+                    _ => return Err(PolicyError::RuleMatcher),
                 };
                 Ok((m, protos(&r.transports)?))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PolicyError>>()?;
         Ok(Self {
             rules,
             same_host: protos(&cfg.same_host)?,
@@ -418,137 +453,5 @@ fn glob(pattern: &str, s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offer(p: Option<Proto>) -> Offer {
-        Offer {
-            proto: p.unwrap_or(Proto::InetTcp),
-            port: 1,
-            extra: vec![],
-            legacy: p.is_none(),
-        }
-    }
-
-    fn nets() -> Vec<Cidr> {
-        vec![
-            "127.0.0.1/8".parse().unwrap(),
-            "10.1.0.1/24".parse().unwrap(),
-            "fd00::1/64".parse().unwrap(),
-        ]
-    }
-
-    #[test]
-    fn cidr_and_locality() {
-        let c: Cidr = "10.1.0.0/24".parse().unwrap();
-        assert!(c.contains("10.1.0.200".parse().unwrap()));
-        assert!(!c.contains("10.1.1.1".parse().unwrap()));
-        let n = nets();
-        let ip = |s: &str| vec![s.parse::<IpAddr>().unwrap()];
-        assert_eq!(locality(&ip("10.1.0.1"), &n), Locality::SameHost);
-        assert_eq!(locality(&ip("127.0.0.1"), &n), Locality::SameHost);
-        assert_eq!(locality(&ip("10.1.0.7"), &n), Locality::SameSubnet);
-        assert_eq!(locality(&ip("fd00::9"), &n), Locality::SameSubnet);
-        assert_eq!(locality(&ip("10.2.0.7"), &n), Locality::Other);
-        assert!("1.2.3.4/33".parse::<Cidr>().is_err());
-    }
-
-    #[test]
-    fn rule_policy_picks_by_locality_and_rules() {
-        let mut cfg = RuleConfig::default();
-        cfg.rules.push(Rule {
-            node: Some("backup*@*".into()),
-            cidr: None,
-            transports: vec!["inet_tls".into()],
-        });
-        cfg.rules.push(Rule {
-            node: None,
-            cidr: Some("192.168.5.0/24".into()),
-            transports: vec![],
-        });
-        let p = RulePolicy::with_networks(&cfg, nets()).unwrap();
-        let offered = [
-            offer(Some(Proto::InetTcp)),
-            offer(Some(Proto::InetTls)),
-            offer(Some(Proto::Uds)),
-        ];
-        let at = |node: &'static str, ip: &str| {
-            let addrs = vec![ip.parse().unwrap()];
-            p.select(
-                &[],
-                &Peer {
-                    node,
-                    host: "h",
-                    addrs: &addrs,
-                },
-                &offered,
-            )
-        };
-        assert_eq!(at("a@h", "10.1.0.1"), Selection::Try(vec![2, 0]));
-        assert_eq!(at("a@h", "10.1.0.9"), Selection::Try(vec![0]));
-        assert_eq!(at("a@h", "172.16.0.9"), Selection::Try(vec![1]));
-        assert_eq!(at("backup1@h", "10.1.0.9"), Selection::Try(vec![1]));
-        assert!(matches!(at("a@h", "192.168.5.5"), Selection::Refuse(_)));
-        // A remote peer offering only TCP is refused, not downgraded.
-        let tcp_only = [offer(Some(Proto::InetTcp))];
-        let addrs = vec!["172.16.0.9".parse().unwrap()];
-        let peer = Peer {
-            node: "x@h",
-            host: "h",
-            addrs: &addrs,
-        };
-        assert!(matches!(
-            p.select(&[], &peer, &tcp_only),
-            Selection::Refuse(_)
-        ));
-        // A legacy registration read as inet_tcp.
-        let legacy = [offer(None)];
-        let addrs = vec!["10.1.0.9".parse().unwrap()];
-        let peer = Peer {
-            node: "x@h",
-            host: "h",
-            addrs: &addrs,
-        };
-        assert_eq!(p.select(&[], &peer, &legacy), Selection::Try(vec![0]));
-    }
-
-    #[test]
-    fn config_from_toml_and_globs() {
-        let cfg: RuleConfig = toml::from_str(
-            r#"
-            same_subnet = ["inet_tls"]
-            [[rule]]
-            node = "db@*"
-            use = ["inet_tcp"]
-            "#,
-        )
-        .unwrap();
-        assert_eq!(cfg.same_subnet, ["inet_tls"]);
-        assert_eq!(cfg.other, default_other());
-        assert!(RulePolicy::with_networks(&cfg, vec![]).is_ok());
-        let bad: RuleConfig = toml::from_str("other = [\"carrier_pigeon\"]").unwrap();
-        assert!(RulePolicy::with_networks(&bad, vec![]).is_err());
-        assert!(glob("a*b*c", "axxbyyc"));
-        assert!(!glob("a*b*c", "axxbyy"));
-        assert!(glob("*", "anything"));
-        assert!(glob("n@h", "n@h"));
-    }
-
-    #[test]
-    fn first_offered() {
-        let addrs = [];
-        let peer = Peer {
-            node: "a@h",
-            host: "h",
-            addrs: &addrs,
-        };
-        assert_eq!(
-            FirstOffered.select(&[], &peer, &[offer(None), offer(None)]),
-            Selection::Try(vec![0, 1])
-        );
-        assert!(matches!(
-            FirstOffered.select(&[], &peer, &[]),
-            Selection::Refuse(_)
-        ));
-    }
-}
+#[path = "policy_tests.rs"]
+mod tests;

@@ -18,6 +18,7 @@ pub mod tcp;
 pub mod tls;
 pub mod uds;
 
+use crate::policy::PolicyError;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -100,11 +101,9 @@ impl fmt::Display for Proto {
 }
 
 impl std::str::FromStr for Proto {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::from_name(s).ok_or_else(|| {
-            format!("unknown transport {s:?} (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds)")
-        })
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        Self::from_name(s).ok_or_else(|| PolicyError::UnknownTransport(s.to_owned()))
     }
 }
 
@@ -137,14 +136,17 @@ impl ListenSpec {
 }
 
 impl std::str::FromStr for ListenSpec {
-    type Err = String;
+    type Err = PolicyError;
     /// `proto` or `proto@addr:port`, e.g. `inet_tls@0.0.0.0:9100`, `uds`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         match s.split_once('@') {
             None => Ok(Self::any(s.parse()?)),
             Some((p, a)) => Ok(Self {
                 proto: p.parse()?,
-                addr: a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?,
+                addr: a.parse().map_err(|source| PolicyError::BadAddress {
+                    text: a.to_owned(),
+                    source,
+                })?,
             }),
         }
     }
@@ -163,8 +165,13 @@ pub enum TransportError {
         cause: io::Error,
     },
     /// TLS configuration (files, keys) is unusable.
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    #[error("TLS configuration: {what}")]
+    TlsConfig {
+        /// What was being loaded or built.
+        what: String,
+        /// The underlying error (PEM, rustls, rcgen), if any.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A TLS listener or connection without TLS configuration.
     #[error("transport {0} needs TLS certificates (--tls-cert, --tls-key, --tls-ca)")]
     NoTls(Proto),
@@ -185,6 +192,16 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    pub(crate) fn tls_config(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::TlsConfig {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>, cause: io::Error) -> Self {
         Self::Io {
             what: what.into(),

@@ -51,25 +51,48 @@ impl std::fmt::Debug for Tls {
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", path.display())))?
+        .map_err(|e| TransportError::tls_config(path.display().to_string(), e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", path.display())))?;
+        .map_err(|e| TransportError::tls_config(path.display().to_string(), e))?;
     if certs.is_empty() {
-        return Err(TransportError::TlsConfig(format!(
-            "{}: no certificate",
-            path.display()
-        )));
+        return Err(TransportError::TlsConfig {
+            what: format!("{}: no certificate", path.display()),
+            source: None,
+        });
     }
     Ok(certs)
 }
 
-impl Tls {
-    /// Loads the files and builds both configurations.
-    pub(crate) fn load(files: &TlsFiles) -> Result<Self, TransportError> {
-        let cfg_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
+/// The rustls configurations a node uses for its TLS transports: the
+/// server side (which must require and verify client certificates for
+/// mutual authentication, as `inet_tls_dist` peers expect) and the client
+/// side (which presents this node's certificate).
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsConfig")
+    }
+}
+
+impl TlsConfig {
+    /// Configurations built by the caller (their own verifiers, key
+    /// stores, cipher suites).
+    pub fn new(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> Self {
+        Self { server, client }
+    }
+
+    /// Loads PEM files and builds both configurations: mutual
+    /// authentication against the CA, TLS 1.2 and 1.3, AES-128-GCM first.
+    pub fn from_files(files: &TlsFiles) -> Result<Self, TransportError> {
+        let cfg_err = |e: rustls::Error| TransportError::tls_config("rustls", e);
         let certs = load_certs(&files.cert)?;
         let key = PrivateKeyDer::from_pem_file(&files.key)
-            .map_err(|e| TransportError::TlsConfig(format!("{}: {e}", files.key.display())))?;
+            .map_err(|e| TransportError::tls_config(files.key.display().to_string(), e))?;
         let mut roots = RootCertStore::empty();
         for ca in load_certs(&files.ca)? {
             roots.add(ca).map_err(cfg_err)?;
@@ -88,7 +111,7 @@ impl Tls {
         let provider = Arc::new(provider);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
-            .map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+            .map_err(|e| TransportError::tls_config("client certificate verifier", e))?;
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(cfg_err)?
@@ -101,10 +124,22 @@ impl Tls {
             .with_root_certificates(roots)
             .with_client_auth_cert(certs, key)
             .map_err(cfg_err)?;
-        Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
-            connector: TlsConnector::from(Arc::new(client)),
-        })
+        Ok(Self::new(Arc::new(server), Arc::new(client)))
+    }
+}
+
+impl Tls {
+    /// Loads the files and builds both configurations.
+    pub(crate) fn load(files: &TlsFiles) -> Result<Self, TransportError> {
+        TlsConfig::from_files(files).map(|c| Self::from_config(&c))
+    }
+
+    /// Uses ready configurations.
+    pub(crate) fn from_config(c: &TlsConfig) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(c.server.clone()),
+            connector: TlsConnector::from(c.client.clone()),
+        }
     }
 
     /// Server side of the TLS handshake.
@@ -162,7 +197,7 @@ pub fn generate_dev_certs(
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
-    let err = |e: rcgen::Error| TransportError::TlsConfig(e.to_string());
+    let err = |e: rcgen::Error| TransportError::tls_config("certificate generation", e);
     let io = |p: &Path, e| TransportError::io(format!("write {}", p.display()), e);
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut written = Vec::new();

@@ -1012,3 +1012,52 @@ use = []
         assert!(!path.exists());
     }
 }
+
+/// TLS from rustls configurations the caller hands over (here built by
+/// `TlsConfig::from_files`, as a caller with its own key store would build
+/// theirs) works both ways against a node that loads certificate files; a
+/// bad file is a typed error that keeps its cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_from_a_rustls_config() {
+    use erldist::transport::tls::{TlsConfig, TlsFiles};
+    use erldist::transport::TransportError;
+
+    let d = daemon(Subject::Epmdx);
+    let dir = tmp("rustlscfg");
+    let uds_dir = dir.path().join("uds");
+    let certs = Certs::generate(&dir.path().join("certs"), &["s", "r", "q"], None);
+
+    let mut sc = config("s", d.port, &[Proto::InetTls], &uds_dir);
+    sc.tls = Some(certs.files("s"));
+    let s = start(sc).await;
+    let rustls = TlsConfig::from_files(&certs.files("r")).expect("build rustls configs");
+    let r = start(config("r", d.port, &[Proto::InetTls], &uds_dir).with_tls_config(rustls.clone()))
+        .await;
+    within(LONG, "r -> s", r.connect(s.name()))
+        .await
+        .expect("r dials s");
+    assert_eq!(wait_transport(&r, s.name()).await, "inet_tls");
+
+    // The server side of the handed-over config: q (files) dials r.
+    let mut qc = config("q", d.port, &[Proto::InetTls], &uds_dir);
+    qc.tls = Some(certs.files("q"));
+    let q = start(qc).await;
+    within(LONG, "q -> r", q.connect(r.name()))
+        .await
+        .expect("q dials r");
+    assert_eq!(wait_transport(&q, r.name()).await, "inet_tls");
+
+    let missing = TlsFiles {
+        cert: dir.path().join("nope.pem"),
+        ..certs.files("r")
+    };
+    match TlsConfig::from_files(&missing) {
+        Err(e @ TransportError::TlsConfig { .. }) => {
+            assert!(
+                std::error::Error::source(&e).is_some(),
+                "{e}: the cause is kept"
+            );
+        }
+        other => panic!("expected a TLS configuration error, got {other:?}"),
+    }
+}
