@@ -39,6 +39,15 @@ pub const DEFAULT_MAX_INFLATED: usize = 256 << 20;
 /// claiming more than this ratio is refused before its buffer is allocated.
 const MAX_ZLIB_RATIO: usize = 1032;
 
+/// Default cap on a big integer's magnitude: 64 KiB of digits (524,288
+/// bits). Larger ones are refused with [`DecodeError::BigTooLarge`], so a
+/// peer cannot hand the node a number whose decimal printing takes minutes.
+pub const DEFAULT_MAX_BIG_BYTES: usize = 64 << 10;
+
+/// What one decoded term is charged against [`DecodeOptions::max_memory`]:
+/// the size of a [`Term`] slot, plus the heap bytes it owns.
+pub const TERM_COST: usize = size_of::<Term>();
+
 /// Why bytes could not be decoded as a term.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -103,6 +112,14 @@ pub enum DecodeError {
     /// valid zlib, or exceeds [`DecodeOptions::max_inflated`].
     #[error("bad compressed term: {0}")]
     Compressed(&'static str),
+    /// The decoded term (inflated bytes, term slots, binaries, digits)
+    /// would take more memory than [`DecodeOptions::max_memory`] allows.
+    #[error("decoded term exceeds the memory budget of {0} bytes")]
+    OverBudget(usize),
+    /// A big integer with more digit bytes than
+    /// [`DecodeOptions::max_big_bytes`] allows.
+    #[error("big integer of {0} bytes exceeds the limit")]
+    BigTooLarge(usize),
 }
 
 type Result<T> = std::result::Result<T, DecodeError>;
@@ -120,6 +137,8 @@ type Result<T> = std::result::Result<T, DecodeError>;
 pub struct DecodeOptions<'c> {
     max_depth: usize,
     max_inflated: usize,
+    max_memory: usize,
+    max_big_bytes: usize,
     atom_cache: Option<&'c dyn Fn(u8) -> Option<Atom>>,
 }
 
@@ -146,6 +165,8 @@ impl<'c> DecodeOptions<'c> {
         Self {
             max_depth: DEFAULT_MAX_DEPTH,
             max_inflated: DEFAULT_MAX_INFLATED,
+            max_memory: usize::MAX,
+            max_big_bytes: DEFAULT_MAX_BIG_BYTES,
             atom_cache: None,
         }
     }
@@ -159,6 +180,22 @@ impl<'c> DecodeOptions<'c> {
     /// Sets the largest uncompressed size accepted for a compressed term.
     pub fn max_inflated(mut self, bytes: usize) -> Self {
         self.max_inflated = bytes;
+        self
+    }
+
+    /// Sets the memory budget of one decode, in bytes: every term costs
+    /// [`TERM_COST`] plus the bytes of its binary, string, atom or digits,
+    /// and a compressed term's inflated buffer counts too. Over it the
+    /// decode fails with [`DecodeError::OverBudget`] before allocating more.
+    /// Unlimited by default.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = bytes;
+        self
+    }
+
+    /// Sets the largest big-integer magnitude accepted, in bytes.
+    pub fn max_big_bytes(mut self, bytes: usize) -> Self {
+        self.max_big_bytes = bytes;
         self
     }
 
@@ -216,6 +253,9 @@ impl<'c> DecodeOptions<'c> {
         if size > self.max_inflated {
             return Err(DecodeError::Compressed("uncompressed size over the limit"));
         }
+        if size > self.max_memory {
+            return Err(DecodeError::OverBudget(self.max_memory));
+        }
         if size
             > stream
                 .len()
@@ -240,6 +280,8 @@ impl<'c> DecodeOptions<'c> {
         }
         let used = 6 + usize::try_from(z.total_in()).map_err(|_| DecodeError::Truncated)?;
         let mut d = Decoder::new(&inflated, 0, self);
+        // The inflated buffer lives as long as the decode: charge it.
+        d.mem = self.max_memory - size;
         let term = d.term(0)?;
         if d.pos != inflated.len() {
             return Err(DecodeError::Compressed(
@@ -287,6 +329,10 @@ struct Decoder<'a, 'c> {
     /// decoder, so it holds nothing across messages.
     memo: [Option<Atom>; MEMO_SLOTS],
     max_depth: usize,
+    /// Bytes of decoded-term memory left in this decode's budget.
+    mem: usize,
+    max_memory: usize,
+    max_big_bytes: usize,
     atom_cache: Option<&'c dyn Fn(u8) -> Option<Atom>>,
 }
 
@@ -298,7 +344,23 @@ impl<'a, 'c> Decoder<'a, 'c> {
             budget: buf.len().saturating_sub(pos),
             memo: Default::default(),
             max_depth: opts.max_depth,
+            mem: opts.max_memory,
+            max_memory: opts.max_memory,
+            max_big_bytes: opts.max_big_bytes,
             atom_cache: opts.atom_cache,
+        }
+    }
+
+    /// Takes `bytes` from the memory budget, or fails before they are
+    /// allocated.
+    #[inline(always)]
+    fn charge(&mut self, bytes: usize) -> Result<()> {
+        match self.mem.checked_sub(bytes) {
+            Some(left) => {
+                self.mem = left;
+                Ok(())
+            }
+            None => Err(DecodeError::OverBudget(self.max_memory)),
         }
     }
 
@@ -370,6 +432,7 @@ impl<'a, 'c> Decoder<'a, 'c> {
 
     /// Decodes one term; `depth` is the number of containers around it.
     fn term(&mut self, depth: usize) -> Result<Term> {
+        self.charge(TERM_COST)?;
         let t = self.u8()?;
         match t {
             tag::SMALL_INTEGER_EXT => Ok(Term::Integer(i64::from(self.u8()?))),
@@ -390,11 +453,13 @@ impl<'a, 'c> Decoder<'a, 'c> {
             tag::NIL_EXT => Ok(Term::Nil),
             tag::STRING_EXT => {
                 let n = usize::from(self.u16()?);
+                self.charge(n)?;
                 Ok(Term::String(self.take(n)?.to_vec()))
             }
             tag::LIST_EXT => self.list(depth),
             tag::BINARY_EXT => {
                 let n = self.u32()? as usize;
+                self.charge(n)?;
                 Ok(Term::Binary(self.take(n)?.to_vec()))
             }
             tag::MAP_EXT => self.map(depth),
@@ -485,7 +550,12 @@ impl<'a, 'c> Decoder<'a, 'c> {
     fn big(&mut self, n: usize) -> Result<Term> {
         // Any non-zero sign byte means negative, as in OTP.
         let negative = self.u8()? != 0;
+        // A slice of the input: nothing is allocated before the checks.
         let digits = self.take(n)?;
+        if n > self.max_big_bytes {
+            return Err(DecodeError::BigTooLarge(n));
+        }
+        self.charge(n)?;
         if n <= 8 {
             let mut le = [0u8; 8];
             le[..n].copy_from_slice(digits);
@@ -622,6 +692,7 @@ impl<'a, 'c> Decoder<'a, 'c> {
         if len == 0 || bits == 0 || bits > 8 {
             return Err(DecodeError::BadBitBinary { len, bits });
         }
+        self.charge(len)?;
         let mut bytes = self.take(len)?.to_vec();
         if bits == 8 {
             return Ok(Term::Binary(bytes));

@@ -75,7 +75,7 @@ pub mod term;
 
 pub use decode::{
     decode, decode_term, decode_used, decode_with_cache, DecodeError, DecodeOptions,
-    DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED,
+    DEFAULT_MAX_BIG_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED, TERM_COST,
 };
 pub use encode::{encode, encode_compressed, encode_to, encoded_len};
 pub use format::{format, format_float};

@@ -25,6 +25,20 @@ const PASS_THROUGH: u8 = 112;
 /// this bound keeps one peer from making the node allocate without end.
 pub(crate) const MAX_PACKET: usize = 256 << 20;
 
+/// Memory budget of one received message, per byte of its frame: the
+/// decoded terms (each [`erl_term::TERM_COST`] bytes plus what it owns) and
+/// any inflated compressed term may take this many bytes per frame byte.
+const BUDGET_PER_FRAME_BYTE: usize = 16;
+
+/// The budget of a small message is never below this.
+const MIN_MESSAGE_BUDGET: usize = 1 << 20;
+
+/// The memory budget for decoding a frame of `len` bytes.
+pub(crate) fn message_budget(len: usize) -> usize {
+    len.saturating_mul(BUDGET_PER_FRAME_BYTE)
+        .max(MIN_MESSAGE_BUDGET)
+}
+
 /// Most queued outgoing packets per connection before senders wait.
 const SEND_QUEUE: usize = 4096;
 
@@ -214,9 +228,15 @@ pub(crate) fn decode_packet(body: &[u8]) -> Result<Control, ConnError> {
         _ => return Err(ConnError::Decode("unknown packet type".into())),
     }
     let rest = &body[1..];
-    let (ctrl, used) = erl_term::decode_used(rest).map_err(|e| ConnError::Decode(e.to_string()))?;
+    // One budget for control and payload together.
+    let opts = erl_term::DecodeOptions::new().max_memory(message_budget(body.len()));
+    let (ctrl, used) = opts
+        .decode_used(rest)
+        .map_err(|e| ConnError::Decode(e.to_string()))?;
     let payload = if used < rest.len() {
-        let p = erl_term::decode(&rest[used..]).map_err(|e| ConnError::Decode(e.to_string()))?;
+        let p = opts
+            .decode(&rest[used..])
+            .map_err(|e| ConnError::Decode(e.to_string()))?;
         Some(p)
     } else {
         None
@@ -417,10 +437,10 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
             if len > 0 {
                 match decode_packet(&avail[4..4 + len]) {
                     Ok(msg) => dispatch.dispatch(h, peer, msg),
-                    Err(e) => {
-                        warn!(peer, "dropping connection: {e}");
-                        return e;
-                    }
+                    // The frame boundary is intact, so a message that
+                    // cannot be decoded (unknown tag, over its memory
+                    // budget) is lost alone; the connection stays up.
+                    Err(e) => warn!(peer, bytes = len, "dropping a message: {e}"),
                 }
             }
             start += 4 + len;
@@ -442,5 +462,52 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
             Ok(Ok(0)) => return ConnError::Closed,
             Ok(Ok(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// A pass-through SEND packet body carrying `payload` bytes as the message.
+    fn body(payload: &[u8]) -> Vec<u8> {
+        let node = erl_term::Atom::new("a@h").unwrap();
+        let pid = Term::Pid(erl_term::Pid {
+            node,
+            id: 1,
+            serial: 0,
+            creation: 1,
+        });
+        let ctrl = Term::Tuple(vec![
+            Term::Integer(2),
+            Term::Atom(erl_term::Atom::new("").unwrap()),
+            pid,
+        ]);
+        let mut b = vec![PASS_THROUGH];
+        b.extend_from_slice(&erl_term::encode(&ctrl));
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn compressed_bomb_is_over_budget() {
+        let bomb = erl_term::encode_compressed(&Term::List(vec![Term::Nil; 16 << 20]), 6);
+        let err = decode_packet(&body(&bomb)).unwrap_err();
+        assert!(err.to_string().contains("memory budget"), "{err}");
+    }
+
+    #[test]
+    fn unknown_tag_is_an_error_for_that_message_only() {
+        // Tag 67 (RECORD_EXT, OTP 29) is not decoded: the packet fails,
+        // and read_loop drops just that frame.
+        let err = decode_packet(&body(&[131, 67, 0])).unwrap_err();
+        assert!(err.to_string().contains("tag 67"), "{err}");
+        assert!(decode_packet(&body(&erl_term::encode(&Term::Nil))).is_ok());
+    }
+
+    #[test]
+    fn budget_scales_with_the_frame() {
+        assert_eq!(message_budget(10), MIN_MESSAGE_BUDGET);
+        assert_eq!(message_budget(1 << 20), 16 << 20);
     }
 }
