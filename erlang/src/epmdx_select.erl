@@ -294,6 +294,9 @@ pick(Local, Node, Addrs, Offers) ->
     case selector() of
         undefined ->
             builtin(Node, Addrs, Offers);
+        {bad_setting, Other} ->
+            {refused, lists:flatten(io_lib:format("-kernel epmdx_selector: expected "
+                                                  "{Module, Function}, got ~tp", [Other]))};
         {M, F} ->
             PeerIp = case Addrs of
                          [A | _] -> A;
@@ -329,11 +332,16 @@ fallback(M, F, What, Node, Addrs, Offers) ->
     builtin(Node, Addrs, Offers).
 
 builtin(Node, Addrs, Offers) ->
-    Policy = epmdx_policy:config(),
-    case epmdx_policy:select(Policy, #{node => Node, addrs => Addrs}, Offers,
-                             epmdx_policy:local_networks()) of
-        {ok, [O | _]} -> {ok, O};
-        {refuse, Why} -> {refused, Why}
+    case epmdx_policy:config() of
+        {ok, Policy} ->
+            case epmdx_policy:select(Policy, #{node => Node, addrs => Addrs}, Offers,
+                                     epmdx_policy:local_networks()) of
+                {ok, [O | _]} -> {ok, O};
+                {refuse, Why} -> {refused, Why}
+            end;
+        {error, Msg} ->
+            %% Checked at start; set to garbage since: refuse, never guess.
+            {refused, "-kernel epmdx_policy: " ++ Msg}
     end.
 
 %% The user's selector: `-kernel epmdx_selector "{Mod, Fun}"', or
@@ -343,9 +351,8 @@ selector() ->
         {ok, {M, F}} when is_atom(M), is_atom(F) ->
             {M, F};
         {ok, Other} ->
-            logger:warning("epmdx_select: ignoring epmdx_selector ~p (expected {Mod, Fun})",
-                           [Other]),
-            undefined;
+            %% Checked at start (epmdx_config); set to garbage since.
+            {bad_setting, Other};
         undefined ->
             case init:get_argument(epmdx_selector) of
                 {ok, [[M, F] | _]} -> {list_to_atom(M), list_to_atom(F)};
