@@ -38,7 +38,7 @@
 -behaviour(gen_server).
 
 -export([select/2, address_please/3, choose/1, init_cache/0,
-         connections/0, connection/1]).
+         connections/0, connection/1, transport_of/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SERVER, ?MODULE).
@@ -362,9 +362,18 @@ selector() ->
 
 %% ------------------------------------------------------------------
 %% Which transport each live connection uses, read from the connection
-%% itself (erlang:system_info(dist_ctrl)): a port controller is a socket
-%% (its own address family tells TCP/IPv4, TCP/IPv6 or a Unix socket), a
-%% process controller is TLS (inet_tls_dist).
+%% itself (erlang:system_info(dist_ctrl)) and the address net_kernel
+%% recorded for it (#net_address{address, host, protocol, family}):
+%%
+%% - a process controller is TLS (OTP's tls_sender);
+%% - a port controller is a socket: TCP over IPv4 or IPv6, or a Unix
+%%   socket, by its own address, unless the recorded protocol is `tls':
+%%   with kTLS, inet_tls_dist hands the plain socket to the emulator after
+%%   the handshake and the kernel does the encryption, so a port controller
+%%   can be TLS too;
+%% - IPv4 or IPv6 TLS by the address, not `family': OTP 25's
+%%   inet6_tls_dist records family = inet; later releases record the
+%%   dist module's family.
 
 -spec connections() -> [{node(), epmdx_proto:proto() | unknown}].
 connections() ->
@@ -378,38 +387,39 @@ connection(Node) ->
         false -> undefined
     end.
 
-connection(_Node, C) when is_port(C) ->
-    Local = case inet:sockname(C) of
-                {ok, L} -> L;
-                _ -> undefined
-            end,
-    Peer = case inet:peername(C) of
-               {ok, P} -> P;
-               _ -> undefined
-           end,
-    T = case Local of
-            {local, _} -> uds;
-            {{_, _, _, _}, _} -> inet_tcp;
-            {{_, _, _, _, _, _, _, _}, _} -> inet6_tcp;
-            _ -> unknown
-        end,
-    #{transport => T, local => Local, peer => Peer};
-connection(Node, C) when is_pid(C) ->
+connection(Node, C) ->
     Addr = case net_kernel:node_info(Node, address) of
                {ok, A} -> A;
                _ -> undefined
            end,
-    %% #net_address{address, host, protocol, family}
-    T = case Addr of
-            {net_address, {{_, _, _, _}, _}, _, tls, _} -> inet_tls;
-            {net_address, {{_, _, _, _, _, _, _, _}, _}, _, tls, _} -> inet6_tls;
-            _ -> unknown
-        end,
-    Peer = case Addr of
-               {net_address, P, _, _, _} -> P;
+    Local = case is_port(C) andalso inet:sockname(C) of
+                {ok, L} -> L;
+                _ -> undefined
+            end,
+    Peer = case {is_port(C) andalso inet:peername(C), Addr} of
+               {{ok, P}, _} -> P;
+               {_, {net_address, P, _, _, _}} -> P;
                _ -> undefined
            end,
-    #{transport => T, local => undefined, peer => Peer}.
+    Kind = case is_port(C) of
+               true -> port;
+               false -> process
+           end,
+    #{transport => transport_of(Kind, Local, Addr), local => Local, peer => Peer}.
+
+%% The pure part of connection/2: the controller's kind, the socket's own
+%% address (for a port) and the recorded #net_address.
+-spec transport_of(port | process, term(), term()) -> epmdx_proto:proto() | unknown.
+transport_of(port, {local, _}, _) -> uds;
+transport_of(port, {Ip, _}, {net_address, _, _, tls, _}) -> tls_of(Ip);
+transport_of(port, {{_, _, _, _}, _}, _) -> inet_tcp;
+transport_of(port, {{_, _, _, _, _, _, _, _}, _}, _) -> inet6_tcp;
+transport_of(process, _, {net_address, {Ip, _}, _, tls, _}) -> tls_of(Ip);
+transport_of(_, _, _) -> unknown.
+
+tls_of({_, _, _, _}) -> inet_tls;
+tls_of({_, _, _, _, _, _, _, _}) -> inet6_tls;
+tls_of(_) -> unknown.
 
 %% ------------------------------------------------------------------
 

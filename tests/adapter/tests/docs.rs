@@ -296,6 +296,40 @@ fn rebar3_release_with_the_documented_vm_args() -> Result<()> {
     r
 }
 
+/// The OTP 27.2+ `vm.args` (`-kernel epmd_module`) on OTP 25, which
+/// ignores that parameter: the node refuses to start with the documented
+/// message instead of registering as a stock node.
+#[test]
+fn documented_otp_27_2_vm_args_is_refused_on_otp_25() -> Result<()> {
+    let fx = Fixture::new()?;
+    std::fs::write(
+        doc_optfile(&fx),
+        localize(&fx, &doc_block("ssl_dist.conf")?),
+    )?;
+    let vm: String = doc_block("vm.args OTP 27.2+")?
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("-sname") || l.starts_with("-name") || l.starts_with("-setcookie"))
+        })
+        .map(|l| localize(&fx, l) + "\n")
+        .collect();
+    ensure!(vm.contains("-kernel epmd_module epmdx_epmd"), "{vm}");
+    let vm_file = fx.dir.path().join("vm27.args");
+    std::fs::write(&vm_file, vm)?;
+    match fx.erl("v27", &["-args_file".into(), vm_file.display().to_string()]) {
+        Ok(n) => bail!(
+            "started on OTP 25 with -kernel epmd_module only:\n{}",
+            n.output()
+        ),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let want = "-kernel epmd_module epmdx_epmd is ignored by OTP 25";
+            ensure!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn shell_words_splits_like_sh() -> Result<()> {
     let w = shell_words("erl -a '\"x y\"' \\\n  -b \"q\\\"z\" c\\ d")?;
