@@ -58,6 +58,20 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The fenced block after `<!-- tested: NAME ` in docs/erlang.md.
+fn doc_block(name: &str) -> Result<String> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/erlang.md"))?;
+    let at = doc
+        .find(&format!("<!-- tested: {name} "))
+        .with_context(|| format!("docs/erlang.md has no {name} block"))?;
+    let rest = &doc[at..];
+    let open = rest.find("```").context("fence")? + 3;
+    let body = &rest[open..];
+    let start = body.find('\n').context("fence line")? + 1;
+    let end = body[start..].find("```").context("unclosed fence")?;
+    Ok(body[start..start + end].to_owned())
+}
+
 /// The release's `start`, killed by PID on drop (the scripts exec down to
 /// the emulator, so the PID is the node).
 struct Release {
@@ -204,16 +218,7 @@ fn mix_release_talks_tls_to_rust_and_tcp_to_stock() -> Result<()> {
 fn elixir_vm_args_from_the_docs() -> Result<()> {
     let elixir = test_support::erl::require_on_path("elixir", "elixir")?;
     let fx = Fixture::new()?;
-    let doc = std::fs::read_to_string(repo_root().join("docs/erlang.md"))?;
-    let at = doc
-        .find("<!-- tested: elixir vm.args ")
-        .context("docs/erlang.md has no elixir vm.args block")?;
-    let rest = &doc[at..];
-    let open = rest.find("```").context("fence")? + 3;
-    let body = &rest[open..];
-    let start = body.find('\n').context("fence line")? + 1;
-    let end = body[start..].find("```").context("unclosed fence")?;
-    let vm = body[start..start + end]
+    let vm = doc_block("elixir vm.args")?
         .replace("/opt/epmdx/ebin", &ebin().display().to_string())
         .replace(
             "/etc/myapp/ssl_dist.conf",
@@ -241,5 +246,93 @@ fn elixir_vm_args_from_the_docs() -> Result<()> {
         "registration: {out}"
     );
     ensure!(out.contains(":pong"), "ping: {out}");
+    Ok(())
+}
+
+/// docs/erlang.md's development commands, `elixir ... -S mix run` and
+/// `iex ... -S mix`, in the example project with the documented vm.args:
+/// `mix run`'s `--no-halt` is replaced by an expression that prints the
+/// registration, and iex reads the same expression from its stdin.
+#[test]
+fn elixir_and_iex_commands_from_the_docs() -> Result<()> {
+    test_support::erl::require_on_path("iex", "elixir")?;
+    let fx = Fixture::new()?;
+    let home = fx.dir.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let app = fx.dir.path().join("app");
+    copy_dir(&repo_root().join("examples/elixir"), &app)?;
+    let adapter = repo_root().join("erlang/src").canonicalize()?;
+    let mix = std::fs::read_to_string(app.join("mix.exs"))?;
+    std::fs::write(
+        app.join("mix.exs"),
+        mix.replace(
+            "Path.expand(\"../../erlang/src\", __DIR__)",
+            &format!("{:?}", adapter.display().to_string()),
+        ),
+    )?;
+    let vm = doc_block("elixir vm.args")?
+        .replace("/opt/epmdx/ebin", &ebin().display().to_string())
+        .replace(
+            "/etc/myapp/ssl_dist.conf",
+            &fx.ssl_optfile().display().to_string(),
+        );
+    let vm_file = app.join("dev.vm.args");
+    std::fs::write(&vm_file, vm)?;
+    let show = "IO.inspect(:epmdx_epmd.registered())";
+    let cmds = doc_block("elixir commands")?;
+    let lines: Vec<&str> = cmds.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(
+        lines.len() == 2,
+        "expected the elixir and iex lines: {cmds}"
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        for w in words.iter_mut() {
+            if w == "dev" {
+                *w = format!("dev{i}@localhost");
+            } else if w == "secret" {
+                *w = COOKIE.to_owned();
+            }
+        }
+        let iex = words[0] == "iex";
+        if let Some(p) = words.iter().position(|w| w == "--no-halt") {
+            words.splice(p..=p, ["-e".to_owned(), show.to_owned()]);
+        }
+        let log = fx.dir.path().join(format!("cmd{i}.log"));
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..])
+            .current_dir(&app)
+            .env("ERL_EPMD_PORT", fx.port().to_string())
+            .env("HOME", &home)
+            .env("MIX_HOME", home.join(".mix"))
+            .env("HEX_OFFLINE", "1")
+            .env_remove("ERL_FLAGS")
+            .env_remove("ELIXIR_ERL_OPTIONS");
+        let out = if iex {
+            let input = app.join("iex.in");
+            std::fs::write(&input, format!("{show}\n:init.stop()\n"))?;
+            let f = File::create(&log)?;
+            cmd.stdin(File::open(&input)?)
+                .stdout(f.try_clone()?)
+                .stderr(f);
+            let mut child = cmd.spawn().context("iex")?;
+            let mut done = false;
+            wait_until(RPC_TIMEOUT, || {
+                done = child.try_wait().ok().flatten().is_some();
+                done
+            });
+            if !done {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            std::fs::read_to_string(&log)?
+        } else {
+            run_logged(cmd, &log, BUILD_TIMEOUT)?
+        };
+        ensure!(
+            out.contains("{:extended,") && out.contains(":inet_tcp") && out.contains(":inet_tls"),
+            "{line}: {out}"
+        );
+    }
     Ok(())
 }
