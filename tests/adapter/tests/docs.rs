@@ -411,6 +411,42 @@ fn documented_names3_build_policy_and_selector_flags() -> Result<()> {
     Ok(())
 }
 
+/// README.md's adapter command line, with the test's paths: the node
+/// registers TCP, TLS and the Unix socket.
+#[test]
+fn readme_adapter_command_line() -> Result<()> {
+    let fx = Fixture::new()?;
+    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
+    let at = readme
+        .find("<!-- tested: adapter ")
+        .context("README.md has no adapter block")?;
+    let rest = &readme[at..];
+    let open = rest.find("```").context("fence")?;
+    let body = &rest[open..];
+    let start = body.find('\n').context("fence line")? + 1;
+    let end = body[start..].find("```").context("unclosed fence")?;
+    let text = body[start..start + end]
+        .replace("target/erlang/ebin", &ebin().display().to_string())
+        .replace(
+            "/abs/path/ssl_dist.conf",
+            &fx.ssl_optfile().display().to_string(),
+        );
+    let words = without_identity(shell_words(&text)?);
+    ensure!(
+        words.first().map(String::as_str) == Some("erl"),
+        "{words:?}"
+    );
+    let mut args = words[1..].to_vec();
+    args.extend([
+        "-kernel".to_owned(),
+        "epmdx_uds_dir".to_owned(),
+        format!("\"{}\"", fx.uds_dir().display()),
+    ]);
+    let _s = fx.erl("s", &args)?;
+    expect_three_transports(&fx, "s")?;
+    Ok(())
+}
+
 #[test]
 fn shell_words_splits_like_sh() -> Result<()> {
     let w = shell_words("erl -a '\"x y\"' \\\n  -b \"q\\\"z\" c\\ d")?;
