@@ -1,4 +1,5 @@
-%% @doc An EPMD module for stock OTP nodes (`-epmd_module epmdx_epmd`) that
+%% @doc An EPMD module for stock OTP nodes (`-kernel epmd_module epmdx_epmd` on
+%% OTP 27.2 and later, `-epmd_module epmdx_epmd` before; see epmdx_config) that
 %% registers every distribution transport of the node with epmdx under one
 %% name, over one connection, with the multi-transport extension
 %% (docs/protocol.md), and resolves peers through epmdx_select.
