@@ -6,7 +6,8 @@
 # OUTDIR defaults to target/erlang/ebin, SRCDIR to erlang/src (the tests
 # also compile their helper modules with it).
 #
-# Only modules whose source is newer than their .beam are recompiled; each
+# Only modules whose source (or any .hrl in SRCDIR, which the wrappers
+# include) is newer than their .beam are recompiled; each
 # .beam is written to a temporary directory and renamed into place, under a
 # lock, so concurrent test binaries can call this at the same time.
 set -euo pipefail
@@ -18,11 +19,20 @@ out=$(cd "$out" && pwd)
 exec 9>"$out/.build.lock"
 flock 9
 stale=()
+shopt -s nullglob
+hrls=("$src"/*.hrl)
 for f in "$src"/*.erl; do
   beam="$out/$(basename "${f%.erl}").beam"
   if [ ! -e "$beam" ] || [ "$f" -nt "$beam" ]; then
     stale+=("$f")
+    continue
   fi
+  for h in "${hrls[@]}"; do
+    if [ "$h" -nt "$beam" ]; then
+      stale+=("$f")
+      break
+    fi
+  done
 done
 if [ ${#stale[@]} -gt 0 ]; then
   tmp=$(mktemp -d "$out/.tmp.XXXXXX")

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian machine it first installs what
 # the tests need (Erlang/OTP 25 from Debian, a JDK for jinterface, iproute2 for
-# the network-namespace tests). Needs root for apt-get and for the netns tests.
+# the network-namespace tests, Elixir for the adapter's Elixir tests). Needs
+# root for apt-get and for the netns tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(erlang-base erlang-dev erlang-ssl erlang-public-key erlang-crypto
       erlang-examples erlang-jinterface erlang-tools erlang-syntax-tools
-      erlang-parsetools erlang-eunit rebar3 iproute2 gcc libc6-dev)
+      erlang-parsetools erlang-eunit rebar3 elixir iproute2 gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,4 +1,5 @@
-%% @doc An EPMD module for stock OTP nodes (`-epmd_module epmdx_epmd`) that
+%% @doc An EPMD module for stock OTP nodes (`-kernel epmd_module epmdx_epmd` on
+%% OTP 27.2 and later, `-epmd_module epmdx_epmd` before; see epmdx_config) that
 %% registers every distribution transport of the node with epmdx under one
 %% name, over one connection, with the multi-transport extension
 %% (docs/protocol.md), and resolves peers through epmdx_select.
@@ -106,6 +107,15 @@ listen_port_please(Name, Host) ->
 %% should record: a protocol atom, or {uds, Path}.
 -spec with_transport(epmdx_proto:proto() | {uds, binary()}, fun(() -> T)) -> T.
 with_transport(Hint, Fun) ->
+    case epmdx_config:epmd_module_check() of
+        ok ->
+            with_transport_hint(Hint, Fun);
+        {error, Msg} ->
+            boot_error(Msg),
+            {error, {epmdx_bad_setting, Msg}}
+    end.
+
+with_transport_hint(Hint, Fun) ->
     Value = case Hint of
                 {uds, Path} -> {uds, Path};
                 P when is_atom(P) -> {P, <<>>}
@@ -224,8 +234,21 @@ proto_of_dist(_) -> unknown.
 
 init([]) ->
     process_flag(trap_exit, true),
-    epmdx_select:init_cache(),
-    {ok, #st{}}.
+    %% Fail closed: a malformed security setting stops the node here.
+    case epmdx_config:check() of
+        ok ->
+            epmdx_select:init_cache(),
+            {ok, #st{}};
+        {error, Msg} ->
+            boot_error(Msg),
+            {stop, {epmdx_bad_setting, Msg}}
+    end.
+
+%% Said on the console too: at boot this runs before logger handlers do.
+boot_error(Msg) ->
+    Line = lists:flatten(io_lib:format("epmdx: ~ts~n", [Msg])),
+    catch erlang:display_string(Line),
+    logger:error("~ts", [Line]).
 
 handle_call({register, Name, Proto, Port, Extra}, _From, St) ->
     T = {Proto, Port, Extra},

@@ -19,11 +19,12 @@
 %% Configuration: `-kernel epmdx_policy Config', Config a proplist (or map)
 %% with the keys rules, same_host, same_subnet and other, e.g.
 %% `[{rules, [{node, "backup*@*", [inet_tls]}, {cidr, "192.168.5.0/24", []}]},
-%%   {same_subnet, [inet_tls]}]'. Unknown transports or malformed rules are
-%% reported and left out.
+%%   {same_subnet, [inet_tls]}]'. A malformed setting (an unknown key or
+%% transport, a bad rule or CIDR) stops the node at start with a message
+%% naming it (epmdx_config); it is never quietly ignored.
 -module(epmdx_policy).
 
--export([config/0, from_config/1, select/4, allowed/3,
+-export([config/0, from_config/1, parse/1, select/4, allowed/3,
          local_networks/0, locality/2, parse_cidr/1, cidr_contains/2, glob/2]).
 
 -type cidr() :: {inet:ip_address(), 0..128}.
@@ -34,63 +35,111 @@
                     other := [epmdx_proto:proto()]}.
 -export_type([policy/0, cidr/0]).
 
-%% The policy from `-kernel epmdx_policy'.
--spec config() -> policy().
+%% The policy from `-kernel epmdx_policy': {ok, Policy}, or {error,
+%% Message} for a malformed setting (epmdx_config stops the node at start
+%% for it; should the setting change later, every connection is refused).
+-spec config() -> {ok, policy()} | {error, string()}.
 config() ->
-    from_config(application:get_env(kernel, epmdx_policy, [])).
+    parse(application:get_env(kernel, epmdx_policy, [])).
 
+%% A well-formed configuration's policy; raises for a malformed one.
 -spec from_config(list() | map()) -> policy().
-from_config(M) when is_map(M) ->
-    from_config(maps:to_list(M));
-from_config(L) when is_list(L) ->
+from_config(C) ->
+    case parse(C) of
+        {ok, P} -> P;
+        {error, Msg} -> error({bad_epmdx_policy, Msg})
+    end.
+
+-define(KEYS, [rules, same_host, same_subnet, other]).
+
+%% Every key known and given once, every transport known, every rule
+%% well formed: a typo must not quietly turn a TLS-only rule into TCP.
+-spec parse(term()) -> {ok, policy()} | {error, string()}.
+parse(M) when is_map(M) ->
+    parse(maps:to_list(M));
+parse(L) when is_list(L) ->
+    case [E || E <- L, not (is_tuple(E) andalso tuple_size(E) =:= 2)] of
+        [Bad | _] ->
+            err("expected {Key, Value} entries, got ~0tp", [Bad]);
+        [] ->
+            Keys = [K || {K, _} <- L],
+            case [K || K <- Keys, not lists:member(K, ?KEYS)] of
+                [Unknown | _] ->
+                    err("unknown key ~0tp (known: ~w)", [Unknown, ?KEYS]);
+                [] when length(Keys) =/= length(L) ->
+                    err("bad entry", []);
+                [] ->
+                    case Keys -- lists:usort(Keys) of
+                        [Dup | _] -> err("~p given more than once", [Dup]);
+                        [] -> parse_keys(L)
+                    end
+            end
+    end;
+parse(Other) ->
+    err("expected a list (or map) with the keys ~w, got ~0tp", [?KEYS, Other]).
+
+parse_keys(L) ->
     Get = fun(K, Def) ->
                   case lists:keyfind(K, 1, L) of
-                      {K, V} -> protos(K, V);
-                      false -> Def
+                      {K, V} -> protos(atom_to_list(K), V);
+                      false -> {ok, Def}
                   end
           end,
-    #{rules => rules(proplists:get_value(rules, L, [])),
-      same_host => Get(same_host, [uds, inet_tcp, inet6_tcp]),
-      same_subnet => Get(same_subnet, [inet_tcp, inet6_tcp]),
-      other => Get(other, [inet_tls, inet6_tls])};
-from_config(Other) ->
-    warn("ignoring malformed epmdx_policy ~p", [Other]),
-    from_config([]).
+    Rules = case lists:keyfind(rules, 1, L) of
+                {rules, R} -> rules(R);
+                false -> {ok, []}
+            end,
+    case {Rules, Get(same_host, [uds, inet_tcp, inet6_tcp]),
+          Get(same_subnet, [inet_tcp, inet6_tcp]), Get(other, [inet_tls, inet6_tls])} of
+        {{ok, Rs}, {ok, H}, {ok, S}, {ok, O}} ->
+            {ok, #{rules => Rs, same_host => H, same_subnet => S, other => O}};
+        Results ->
+            hd([E || {error, _} = E <- tuple_to_list(Results)])
+    end.
 
 rules(Rules) when is_list(Rules) ->
-    lists:filtermap(fun rule/1, Rules);
+    rules(Rules, 1, []);
 rules(Other) ->
-    warn("ignoring malformed epmdx_policy rules ~p", [Other]),
-    [].
+    err("rules: expected a list, got ~0tp", [Other]).
 
-rule({node, Glob, Ts}) when is_list(Glob); is_binary(Glob); is_atom(Glob) ->
-    {true, {{node, str(Glob)}, protos(rule, Ts)}};
-rule({cidr, Net, Ts}) ->
-    case parse_cidr(str(Net)) of
-        {ok, C} -> {true, {{cidr, C}, protos(rule, Ts)}};
-        error ->
-            warn("ignoring epmdx_policy rule with bad CIDR ~p", [Net]),
-            false
+rules([], _, Acc) ->
+    {ok, lists:reverse(Acc)};
+rules([R | Rest], N, Acc) ->
+    case rule(R, N) of
+        {ok, Rule} -> rules(Rest, N + 1, [Rule | Acc]);
+        E -> E
+    end.
+
+rule({node, Glob, Ts} = R, N) when is_list(Glob); is_binary(Glob); is_atom(Glob) ->
+    case io_lib:printable_unicode_list(str(Glob)) of
+        true -> with_protos({node, str(Glob)}, Ts, R, N);
+        false -> err("rule ~w ~0tp: the node glob must be a string", [N, R])
     end;
-rule(Other) ->
-    warn("ignoring malformed epmdx_policy rule ~p (expected {node, Glob, Transports} "
-         "or {cidr, \"addr/len\", Transports})", [Other]),
-    false.
+rule({cidr, Net, Ts} = R, N) when is_list(Net); is_binary(Net); is_atom(Net) ->
+    case parse_cidr(str(Net)) of
+        {ok, C} -> with_protos({cidr, C}, Ts, R, N);
+        error -> err("rule ~w ~0tp: bad CIDR ~0tp (expected \"addr/len\")", [N, R, Net])
+    end;
+rule(Other, N) ->
+    err("rule ~w ~0tp: expected {node, Glob, Transports} or {cidr, \"addr/len\", "
+        "Transports}", [N, Other]).
+
+with_protos(Matcher, Ts, R, N) ->
+    case protos(lists:flatten(io_lib:format("rule ~w ~0tp", [N, R])), Ts) of
+        {ok, L} -> {ok, {Matcher, L}};
+        E -> E
+    end.
 
 protos(What, L) when is_list(L) ->
     Known = epmdx_proto:known_protos(),
-    lists:filter(fun(P) ->
-                         case lists:member(P, Known) of
-                             true -> true;
-                             false ->
-                                 warn("epmdx_policy ~p: unknown transport ~p ignored "
-                                      "(known: ~p)", [What, P, Known]),
-                                 false
-                         end
-                 end, L);
+    case [P || P <- L, not lists:member(P, Known)] of
+        [] -> {ok, L};
+        [Bad | _] -> err("~ts: unknown transport ~0tp (known: ~w)", [What, Bad, Known])
+    end;
 protos(What, Other) ->
-    warn("epmdx_policy ~p: expected a list of transports, got ~p", [What, Other]),
-    [].
+    err("~ts: expected a list of transports, got ~0tp", [What, Other]).
+
+err(F, A) -> {error, lists:flatten(io_lib:format(F, A))}.
 
 %% ------------------------------------------------------------------
 
@@ -250,5 +299,3 @@ str(L) when is_list(L) -> L.
 
 join([]) -> "";
 join([H | T]) -> lists:flatten([H | [[", ", X] || X <- T]]).
-
-warn(F, A) -> logger:warning("epmdx_policy: " ++ F, A).

@@ -22,84 +22,80 @@
 %%    warning and the built-in policy decides.
 %%
 %% The dist module's setup then calls the EPMD module's address_please/3,
-%% which takes the cached decision and returns {ok, IP, Port, Version}.
+%% which takes the decision and returns {ok, IP, Port, Version}.
 %%
-%% A decision lives until setup takes it, until every wrapper has asked
-%% once (a new connection attempt starts over), or for 2 s.
+%% One decision per attempt, however the calls interleave. OTP 25-27 ask
+%% the wrappers one after another from net_kernel; newer releases may run
+%% select/1 of several modules, and of several attempts, at the same time.
+%% So every select/1 and address_please/3 goes through one process (this
+%% module's gen_server, started by epmdx_epmd): the first call for a peer
+%% starts one decision in a worker process, calls that arrive while it runs
+%% wait for that same decision, and the answer true goes to the wrapper of
+%% the chosen transport only. The server never waits on the network itself.
+%% A decision lives until setup takes it, until a wrapper that already
+%% asked asks again (a new connection attempt), or for 2 s.
 -module(epmdx_select).
+-behaviour(gen_server).
 
 -export([select/2, address_please/3, choose/1, init_cache/0,
-         connections/0, connection/1]).
+         connections/0, connection/1, transport_of/3]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
--define(TAB, epmdx_select_cache).
+-define(SERVER, ?MODULE).
 -define(TTL_MS, 2000).
+%% Added to net_kernel:connecttime() for a caller's wait on the server.
+-define(CALL_MARGIN_MS, 5000).
 
 -type choice() :: #{proto := epmdx_proto:proto(), port := 0..65535, extra := binary(),
                     legacy := boolean(), ip := inet:ip_address() | {local, binary()},
                     version := non_neg_integer()}.
 -type decision() :: {ok, choice()} | {refused, term()} | {error, term()}.
 
-%% Called by epmdx_epmd:init/1: the table lives as long as the EPMD module.
+%% Called by epmdx_epmd:init/1: the decision server, linked to the EPMD
+%% module's process, so it lives as long as that does.
 init_cache() ->
-    case ets:info(?TAB, name) of
-        undefined -> ets:new(?TAB, [named_table, public, set]);
-        _ -> ?TAB
-    end,
-    ok.
+    case whereis(?SERVER) of
+        undefined ->
+            case gen_server:start_link({local, ?SERVER}, ?MODULE, [], []) of
+                {ok, _} -> ok;
+                {error, {already_started, _}} -> ok
+            end;
+        _ ->
+            ok
+    end.
 
 %% Whether the wrapper for Proto should set up the connection to Node.
 -spec select(epmdx_proto:proto(), node()) -> boolean().
 select(Proto, Node) when is_atom(Node) ->
-    try
-        case split(atom_to_list(Node)) of
-            {ok, _, _} ->
-                Key = atom_to_list(Node),
-                Now = now_ms(),
-                D = case lookup_cache(Key) of
-                        {T, R, Asked} when Now - T < ?TTL_MS ->
-                            case lists:member(Proto, Asked) of
-                                false ->
-                                    ets:insert(?TAB, {Key, T, R, [Proto | Asked]}),
-                                    R;
-                                true ->
-                                    fresh(Key, Proto)
-                            end;
-                        _ ->
-                            fresh(Key, Proto)
-                    end,
-                case D of
-                    {ok, #{proto := Proto}} -> true;
-                    _ -> false
-                end;
-            error ->
-                false
-        end
-    catch C:E:St ->
-            logger:error("epmdx_select: selecting a transport for ~p failed: ~p:~p ~p",
-                         [Node, C, E, St]),
+    Key = atom_to_list(Node),
+    case split(Key) of
+        {ok, _, _} ->
+            case server_call({select, Proto, Key}) of
+                {ok, Answer} when is_boolean(Answer) ->
+                    Answer;
+                noproc ->
+                    %% No EPMD module process (the wrapper used without
+                    %% epmdx_epmd): decide here, without a cache.
+                    chosen(choose(Key), Proto);
+                {error, Why} ->
+                    logger:error("epmdx_select: selecting a transport for ~p failed: ~p",
+                                 [Node, Why]),
+                    false
+            end;
+        error ->
             false
     end;
 select(_, _) ->
     false.
 
-fresh(Key, Proto) ->
-    R = choose(Key),
-    catch ets:insert(?TAB, {Key, now_ms(), R, [Proto]}),
-    R.
-
-lookup_cache(Key) ->
-    try ets:lookup(?TAB, Key) of
-        [{_, T, R, Asked}] -> {T, R, Asked};
-        [] -> none
-    catch error:badarg -> none
-    end.
+chosen({ok, #{proto := Proto}}, Proto) -> true;
+chosen(_, _) -> false.
 
 %% The EPMD module callback: the address of the chosen transport.
 address_please(Name, Host, Family) ->
     Key = to_list(Name) ++ "@" ++ host_string(Host),
-    Now = now_ms(),
-    D = case catch ets:take(?TAB, Key) of
-            [{_, T, R, _}] when Now - T < ?TTL_MS -> R;
+    D = case server_call({take, Key}) of
+            {ok, {decided, R}} -> R;
             _ -> choose(Key)
         end,
     case D of
@@ -113,6 +109,100 @@ address_please(Name, Host, Family) ->
         {error, _} = E ->
             E
     end.
+
+server_call(Req) ->
+    try gen_server:call(?SERVER, Req, net_kernel:connecttime() + ?CALL_MARGIN_MS) of
+        Reply -> {ok, Reply}
+    catch
+        exit:{noproc, _} -> noproc;
+        exit:Why -> {error, Why}
+    end.
+
+%% ------------------------------------------------------------------
+%% The decision server. State: #{entries := #{Key => Entry}, workers :=
+%% #{MonitorRef => Key}}, Entry one of
+%%   {deciding, Ref, Waiters, Takers}: a worker is deciding; Waiters are
+%%     {From, Proto} of select/2 calls, Takers From of address_please/3;
+%%   {decided, Time, Decision, Asked}: the protocols already answered.
+
+init([]) ->
+    {ok, #{entries => #{}, workers => #{}}}.
+
+handle_call({select, Proto, Key}, From, S0) ->
+    #{entries := Es} = S = prune(S0),
+    case maps:find(Key, Es) of
+        {ok, {decided, T, R, Asked}} ->
+            case lists:member(Proto, Asked) of
+                false ->
+                    {reply, chosen(R, Proto),
+                     S#{entries := Es#{Key := {decided, T, R, [Proto | Asked]}}}};
+                true ->
+                    %% This wrapper was asked already: a new attempt.
+                    {noreply, start_decision(Key, [{From, Proto}], S)}
+            end;
+        {ok, {deciding, Ref, Waiters, Takers}} ->
+            {noreply, S#{entries := Es#{Key := {deciding, Ref, [{From, Proto} | Waiters],
+                                                Takers}}}};
+        error ->
+            {noreply, start_decision(Key, [{From, Proto}], S)}
+    end;
+handle_call({take, Key}, From, S0) ->
+    #{entries := Es} = S = prune(S0),
+    case maps:find(Key, Es) of
+        {ok, {decided, _, R, _}} ->
+            {reply, {decided, R}, S#{entries := maps:remove(Key, Es)}};
+        {ok, {deciding, Ref, Waiters, Takers}} ->
+            {noreply, S#{entries := Es#{Key := {deciding, Ref, Waiters, [From | Takers]}}}};
+        error ->
+            {reply, none, S}
+    end;
+handle_call(_, _From, S) ->
+    {reply, {error, badarg}, S}.
+
+handle_cast(_, S) ->
+    {noreply, S}.
+
+%% A worker ends with its decision as the exit reason.
+handle_info({'DOWN', Ref, process, _, Reason}, #{workers := Ws} = S) ->
+    case maps:take(Ref, Ws) of
+        {Key, Ws1} ->
+            R = case Reason of
+                    {epmdx_decision, D} -> D;
+                    Other -> {error, {decision_failed, Other}}
+                end,
+            {noreply, decided(Key, Ref, R, S#{workers := Ws1})};
+        error ->
+            {noreply, S}
+    end;
+handle_info(_, S) ->
+    {noreply, S}.
+
+start_decision(Key, Waiters, #{entries := Es, workers := Ws} = S) ->
+    {_, Ref} = spawn_monitor(fun() -> exit({epmdx_decision, choose(Key)}) end),
+    S#{entries := Es#{Key => {deciding, Ref, Waiters, []}}, workers := Ws#{Ref => Key}}.
+
+decided(Key, Ref, R, #{entries := Es} = S) ->
+    case maps:find(Key, Es) of
+        {ok, {deciding, Ref, Waiters, Takers}} ->
+            [gen_server:reply(From, chosen(R, Proto)) || {From, Proto} <- Waiters],
+            case Takers of
+                [] ->
+                    Asked = dedup([P || {_, P} <- Waiters]),
+                    S#{entries := Es#{Key := {decided, now_ms(), R, Asked}}};
+                _ ->
+                    [gen_server:reply(From, {decided, R}) || From <- Takers],
+                    S#{entries := maps:remove(Key, Es)}
+            end;
+        _ ->
+            S
+    end.
+
+%% Decisions older than TTL_MS are dropped (bounds the table too).
+prune(#{entries := Es} = S) ->
+    Now = now_ms(),
+    S#{entries := maps:filter(fun(_, {decided, T, _, _}) -> Now - T < ?TTL_MS;
+                                 (_, {deciding, _, _, _}) -> true
+                              end, Es)}.
 
 %% Looks Node ("name@host") up and decides; logs refusals and failures.
 -spec choose(string()) -> decision().
@@ -204,6 +294,9 @@ pick(Local, Node, Addrs, Offers) ->
     case selector() of
         undefined ->
             builtin(Node, Addrs, Offers);
+        {bad_setting, Other} ->
+            {refused, lists:flatten(io_lib:format("-kernel epmdx_selector: expected "
+                                                  "{Module, Function}, got ~tp", [Other]))};
         {M, F} ->
             PeerIp = case Addrs of
                          [A | _] -> A;
@@ -239,11 +332,16 @@ fallback(M, F, What, Node, Addrs, Offers) ->
     builtin(Node, Addrs, Offers).
 
 builtin(Node, Addrs, Offers) ->
-    Policy = epmdx_policy:config(),
-    case epmdx_policy:select(Policy, #{node => Node, addrs => Addrs}, Offers,
-                             epmdx_policy:local_networks()) of
-        {ok, [O | _]} -> {ok, O};
-        {refuse, Why} -> {refused, Why}
+    case epmdx_policy:config() of
+        {ok, Policy} ->
+            case epmdx_policy:select(Policy, #{node => Node, addrs => Addrs}, Offers,
+                                     epmdx_policy:local_networks()) of
+                {ok, [O | _]} -> {ok, O};
+                {refuse, Why} -> {refused, Why}
+            end;
+        {error, Msg} ->
+            %% Checked at start; set to garbage since: refuse, never guess.
+            {refused, "-kernel epmdx_policy: " ++ Msg}
     end.
 
 %% The user's selector: `-kernel epmdx_selector "{Mod, Fun}"', or
@@ -253,9 +351,8 @@ selector() ->
         {ok, {M, F}} when is_atom(M), is_atom(F) ->
             {M, F};
         {ok, Other} ->
-            logger:warning("epmdx_select: ignoring epmdx_selector ~p (expected {Mod, Fun})",
-                           [Other]),
-            undefined;
+            %% Checked at start (epmdx_config); set to garbage since.
+            {bad_setting, Other};
         undefined ->
             case init:get_argument(epmdx_selector) of
                 {ok, [[M, F] | _]} -> {list_to_atom(M), list_to_atom(F)};
@@ -265,9 +362,18 @@ selector() ->
 
 %% ------------------------------------------------------------------
 %% Which transport each live connection uses, read from the connection
-%% itself (erlang:system_info(dist_ctrl)): a port controller is a socket
-%% (its own address family tells TCP/IPv4, TCP/IPv6 or a Unix socket), a
-%% process controller is TLS (inet_tls_dist).
+%% itself (erlang:system_info(dist_ctrl)) and the address net_kernel
+%% recorded for it (#net_address{address, host, protocol, family}):
+%%
+%% - a process controller is TLS (OTP's tls_sender);
+%% - a port controller is a socket: TCP over IPv4 or IPv6, or a Unix
+%%   socket, by its own address, unless the recorded protocol is `tls':
+%%   with kTLS, inet_tls_dist hands the plain socket to the emulator after
+%%   the handshake and the kernel does the encryption, so a port controller
+%%   can be TLS too;
+%% - IPv4 or IPv6 TLS by the address, not `family': OTP 25's
+%%   inet6_tls_dist records family = inet; later releases record the
+%%   dist module's family.
 
 -spec connections() -> [{node(), epmdx_proto:proto() | unknown}].
 connections() ->
@@ -281,38 +387,39 @@ connection(Node) ->
         false -> undefined
     end.
 
-connection(_Node, C) when is_port(C) ->
-    Local = case inet:sockname(C) of
-                {ok, L} -> L;
-                _ -> undefined
-            end,
-    Peer = case inet:peername(C) of
-               {ok, P} -> P;
-               _ -> undefined
-           end,
-    T = case Local of
-            {local, _} -> uds;
-            {{_, _, _, _}, _} -> inet_tcp;
-            {{_, _, _, _, _, _, _, _}, _} -> inet6_tcp;
-            _ -> unknown
-        end,
-    #{transport => T, local => Local, peer => Peer};
-connection(Node, C) when is_pid(C) ->
+connection(Node, C) ->
     Addr = case net_kernel:node_info(Node, address) of
                {ok, A} -> A;
                _ -> undefined
            end,
-    %% #net_address{address, host, protocol, family}
-    T = case Addr of
-            {net_address, {{_, _, _, _}, _}, _, tls, _} -> inet_tls;
-            {net_address, {{_, _, _, _, _, _, _, _}, _}, _, tls, _} -> inet6_tls;
-            _ -> unknown
-        end,
-    Peer = case Addr of
-               {net_address, P, _, _, _} -> P;
+    Local = case is_port(C) andalso inet:sockname(C) of
+                {ok, L} -> L;
+                _ -> undefined
+            end,
+    Peer = case {is_port(C) andalso inet:peername(C), Addr} of
+               {{ok, P}, _} -> P;
+               {_, {net_address, P, _, _, _}} -> P;
                _ -> undefined
            end,
-    #{transport => T, local => undefined, peer => Peer}.
+    Kind = case is_port(C) of
+               true -> port;
+               false -> process
+           end,
+    #{transport => transport_of(Kind, Local, Addr), local => Local, peer => Peer}.
+
+%% The pure part of connection/2: the controller's kind, the socket's own
+%% address (for a port) and the recorded #net_address.
+-spec transport_of(port | process, term(), term()) -> epmdx_proto:proto() | unknown.
+transport_of(port, {local, _}, _) -> uds;
+transport_of(port, {Ip, _}, {net_address, _, _, tls, _}) -> tls_of(Ip);
+transport_of(port, {{_, _, _, _}, _}, _) -> inet_tcp;
+transport_of(port, {{_, _, _, _, _, _, _, _}, _}, _) -> inet6_tcp;
+transport_of(process, _, {net_address, {Ip, _}, _, tls, _}) -> tls_of(Ip);
+transport_of(_, _, _) -> unknown.
+
+tls_of({_, _, _, _}) -> inet_tls;
+tls_of({_, _, _, _, _, _, _, _}) -> inet6_tls;
+tls_of(_) -> unknown.
 
 %% ------------------------------------------------------------------
 

@@ -1,8 +1,16 @@
-//! Binding the listening sockets the way the C epmd does.
+//! Binding the listening sockets the way the C epmd does, with the
+//! correction of OTP's 2026 EPMD advisory fix (GHSA-h6f3-hx58-xhj6,
+//! erlang/otp#11402 and #11409) for the any-address.
 //!
 //! - No address list: `0.0.0.0` and `::` (IPV6_V6ONLY).
 //! - With a list: `127.0.0.1` and `::1` first, then each listed address
 //!   (loopbacks in the list are skipped); at most 16 sockets in all.
+//! - A listed any-address (`0.0.0.0`, `::`) already covers the loopback of
+//!   its family, so that implicit loopback is not bound. OTP 25's epmd
+//!   (and epmdx before) bound `127.0.0.1` first and then failed on
+//!   `0.0.0.0` with EADDRINUSE, exiting with "there is already a epmd
+//!   running"; the fixed epmd listens. docs/compatibility.md says what was
+//!   compared.
 //! - A family the kernel lacks is skipped. A bind failure on an implicit
 //!   loopback is tolerated, except EADDRINUSE; on a listed address it is fatal.
 //! - EADDRINUSE anywhere means "an epmd already runs here" ([`BindError::InUse`]).
@@ -94,13 +102,27 @@ fn bind_one(addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// The loopbacks bound besides a non-empty address list: both, except the
+/// one of a family whose any-address is listed (it covers the loopback;
+/// binding both fails with EADDRINUSE).
+fn implicit_loopbacks(addresses: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::with_capacity(2);
+    if !addresses.contains(&IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+        out.push(Ipv4Addr::LOCALHOST.into());
+    }
+    if !addresses.contains(&IpAddr::V6(Ipv6Addr::UNSPECIFIED)) {
+        out.push(Ipv6Addr::LOCALHOST.into());
+    }
+    out
+}
+
 /// Binds every listening socket for `port` and the given address list
 /// (empty = all interfaces).
 pub fn bind_all(port: u16, addresses: &[IpAddr]) -> Result<Vec<TcpListener>, BindError> {
     let implicit: Vec<IpAddr> = if addresses.is_empty() {
         vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
     } else {
-        vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+        implicit_loopbacks(addresses)
     };
     // Only the two implicit loopbacks are skipped; another 127.x address is
     // bound and counts, as in the C epmd.
@@ -168,6 +190,19 @@ mod tests {
             Err(BindError::InUse { port: p, .. }) => assert_eq!(p, port),
             other => panic!("expected InUse, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_listed_any_address_replaces_its_loopback() {
+        let any4 = IpAddr::from(Ipv4Addr::UNSPECIFIED);
+        let any6 = IpAddr::from(Ipv6Addr::UNSPECIFIED);
+        let lo4 = IpAddr::from(Ipv4Addr::LOCALHOST);
+        let lo6 = IpAddr::from(Ipv6Addr::LOCALHOST);
+        let ext = IpAddr::from([10, 0, 0, 1]);
+        assert_eq!(implicit_loopbacks(&[ext]), vec![lo4, lo6]);
+        assert_eq!(implicit_loopbacks(&[any4]), vec![lo6]);
+        assert_eq!(implicit_loopbacks(&[any6]), vec![lo4]);
+        assert_eq!(implicit_loopbacks(&[any4, any6]), Vec::<IpAddr>::new());
     }
 
     #[test]

@@ -236,12 +236,7 @@ fn rebar3_release_with_the_documented_vm_args() -> Result<()> {
         repo_root().join("erlang").canonicalize()?,
         proj.join("_checkouts/epmdx_adapter"),
     )?;
-    std::fs::write(
-        proj.join("rebar.config"),
-        "{deps, [epmdx_adapter]}.\n\
-         {relx, [{release, {myapp, \"0.1.0\"}, [myapp, epmdx_adapter]},\n\
-                 {mode, prod}, {vm_args, \"config/vm.args\"}]}.\n",
-    )?;
+    std::fs::write(proj.join("rebar.config"), doc_block("rebar.config")?)?;
     std::fs::write(
         proj.join("src/myapp.app.src"),
         "{application, myapp, [{description, \"test\"}, {vsn, \"0.1.0\"}, \
@@ -294,6 +289,162 @@ fn rebar3_release_with_the_documented_vm_args() -> Result<()> {
     let _ = child.kill();
     let _ = child.wait();
     r
+}
+
+/// The OTP 27.2+ `vm.args` (`-kernel epmd_module`) on OTP 25, which
+/// ignores that parameter: the node refuses to start with the documented
+/// message instead of registering as a stock node.
+#[test]
+fn documented_otp_27_2_vm_args_is_refused_on_otp_25() -> Result<()> {
+    let fx = Fixture::new()?;
+    std::fs::write(
+        doc_optfile(&fx),
+        localize(&fx, &doc_block("ssl_dist.conf")?),
+    )?;
+    let vm: String = doc_block("vm.args OTP 27.2+")?
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("-sname") || l.starts_with("-name") || l.starts_with("-setcookie"))
+        })
+        .map(|l| localize(&fx, l) + "\n")
+        .collect();
+    ensure!(vm.contains("-kernel epmd_module epmdx_epmd"), "{vm}");
+    let vm_file = fx.dir.path().join("vm27.args");
+    std::fs::write(&vm_file, vm)?;
+    match fx.erl("v27", &["-args_file".into(), vm_file.display().to_string()]) {
+        Ok(n) => bail!(
+            "started on OTP 25 with -kernel epmd_module only:\n{}",
+            n.output()
+        ),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let want = "-kernel epmd_module epmdx_epmd is ignored by OTP 25";
+            ensure!(text.contains(want), "no {want:?} in:\n{text}");
+        }
+    }
+    Ok(())
+}
+
+/// The `names3` example, the `build` commands, the policy fragment and
+/// both selector spellings, as written.
+#[test]
+fn documented_names3_build_policy_and_selector_flags() -> Result<()> {
+    // build: both lines, the second into a directory of the test's own.
+    let fx = Fixture::new()?;
+    let out_dir = fx.dir.path().join("ebin");
+    for line in doc_block("build")?.lines() {
+        let cmd = line.split('#').next().unwrap_or_default().trim();
+        let words = shell_words(&cmd.replace("/opt/epmdx/ebin", &out_dir.display().to_string()))?;
+        let o = Command::new(repo_root().join(&words[0]))
+            .args(&words[1..])
+            .current_dir(repo_root())
+            .output()?;
+        ensure!(o.status.success(), "{cmd}: {o:?}");
+    }
+    ensure!(
+        out_dir.join("epmdx_epmd.beam").exists(),
+        "build.sh DIR wrote nothing"
+    );
+
+    // names3: the shape of the example answer for a node on TCP, TLS and uds.
+    let mut s = fx.adapted("s", &["epmdx_tcp", "epmdx_tls", "epmdx_uds"], &[])?;
+    fx.wait_nodes_line("s", |l| l.contains("#uds"))?;
+    let ex = doc_block("names3")?;
+    let call = ex
+        .lines()
+        .find_map(|l| l.strip_prefix("1> "))
+        .context("no 1> line")?;
+    let got = s.eval(call)?;
+    let want = ex.lines().nth(1).context("no answer line")?;
+    let shape = |t: &str| -> String {
+        t.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .split(|c: char| c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("N")
+    };
+    ensure!(
+        shape(&got) == shape(want),
+        "names3: {got}, documented {want}"
+    );
+
+    // The policy fragment: a well-formed policy, so the node starts with it.
+    let words = shell_words(&doc_block("policy")?)?;
+    ensure!(words.len() == 3 && words[1] == "epmdx_policy", "{words:?}");
+    let mut p = fx.adapted(
+        "pol",
+        &["epmdx_tcp", "epmdx_tls"],
+        &[&words[0], &words[1], &words[2]],
+    )?;
+    let v = p.eval("element(1, epmdx_policy:config()).")?;
+    ensure!(v == "ok", "policy: {v}");
+
+    // Both selector spellings, with the documented selector compiled.
+    let src = fx.dir.path().join("sel");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(src.join("my_selector.erl"), doc_block("selector")?)?;
+    let o = Command::new("erlc")
+        .arg("-o")
+        .arg(&src)
+        .arg(src.join("my_selector.erl"))
+        .output()?;
+    ensure!(o.status.success(), "erlc: {o:?}");
+    let flags = doc_block("selector-flags")?;
+    let line = flags.lines().next().context("empty")?;
+    let (first, second) = line.split_once('#').context("no second spelling")?;
+    let second = second.trim().strip_prefix("or:").context("or:")?;
+    for (i, spelling) in [first, second].iter().enumerate() {
+        let mut args = vec!["-pa".to_owned(), src.display().to_string()];
+        args.extend(shell_words(spelling)?);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut n = fx.adapted(
+            &format!("sel{i}"),
+            &["epmdx_tcp", "epmdx_tls", "epmdx_uds"],
+            &refs,
+        )?;
+        ping_until_pong(&mut n, "s@localhost")?;
+        let c = conn(&mut n, "s@localhost")?;
+        ensure!(c.transport == "uds", "{spelling}: {c:?}");
+    }
+    Ok(())
+}
+
+/// README.md's adapter command line, with the test's paths: the node
+/// registers TCP, TLS and the Unix socket.
+#[test]
+fn readme_adapter_command_line() -> Result<()> {
+    let fx = Fixture::new()?;
+    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
+    let at = readme
+        .find("<!-- tested: adapter ")
+        .context("README.md has no adapter block")?;
+    let rest = &readme[at..];
+    let open = rest.find("```").context("fence")?;
+    let body = &rest[open..];
+    let start = body.find('\n').context("fence line")? + 1;
+    let end = body[start..].find("```").context("unclosed fence")?;
+    let text = body[start..start + end]
+        .replace("target/erlang/ebin", &ebin().display().to_string())
+        .replace(
+            "/abs/path/ssl_dist.conf",
+            &fx.ssl_optfile().display().to_string(),
+        );
+    let words = without_identity(shell_words(&text)?);
+    ensure!(
+        words.first().map(String::as_str) == Some("erl"),
+        "{words:?}"
+    );
+    let mut args = words[1..].to_vec();
+    args.extend([
+        "-kernel".to_owned(),
+        "epmdx_uds_dir".to_owned(),
+        format!("\"{}\"", fx.uds_dir().display()),
+    ]);
+    let _s = fx.erl("s", &args)?;
+    expect_three_transports(&fx, "s")?;
+    Ok(())
 }
 
 #[test]
