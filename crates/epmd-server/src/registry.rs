@@ -15,6 +15,9 @@ use epmd_proto::legacy::{self, Alive2Req};
 use epmd_proto::limits::MAX_TRANSPORTS;
 use epmd_proto::name::{check_node_name, proto};
 
+mod snapshot;
+pub use snapshot::{KindState, NodeState, OldState, Snapshot, TransportState};
+
 /// Identifies the connection that owns a registration.
 pub type ConnId = u64;
 

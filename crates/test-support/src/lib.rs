@@ -10,9 +10,12 @@
 //!   port and wait until it answers NAMES.
 //! - [`wait_until`]: poll a condition with a deadline.
 //! - [`epmdx_bin`] / [`otp_epmd_bin`]: where the binaries under test live.
+//! - [`upgrade`]: a daemon run from a replaceable copy, followed across
+//!   in-place upgrades.
 
 pub mod corpus;
 pub mod erl;
+pub mod upgrade;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
