@@ -153,7 +153,7 @@ pub(crate) async fn handshake_with(cfg: NodeConfig, peer: &str) -> Result<(Durat
         .connections()
         .into_iter()
         .find(|c| c.peer == peer)
-        .map(|c| c.transport.to_owned())
+        .map(|c| c.transport.name().to_owned())
         .unwrap_or_default();
     node.stop();
     r.map_err(|e| anyhow!("{name} -> {peer}: {e}"))?;

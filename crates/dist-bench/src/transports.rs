@@ -454,7 +454,7 @@ impl Bench {
             .connections()
             .into_iter()
             .find(|c| c.peer == peer)
-            .map(|c| c.transport)
+            .map(|c| c.transport.name())
             .ok_or_else(|| anyhow!("ra has no connection to {peer}"))?;
         if got != want {
             bail!("ra -> {peer} uses {got}, expected {want}");

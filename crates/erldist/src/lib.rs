@@ -23,6 +23,8 @@
 //!   registration, `ping`, `rpc` and `call`.
 //! - [`mailbox`]: [`Mailbox`], send / receive / link / monitor.
 //! - [`control`]: distribution control messages (no I/O).
+//! - [`op_flags`]: which control message needs which distribution flag;
+//!   every signal sent goes through it.
 //! - `conn`: handshake driving, framing, ticks, the reader and writer tasks.
 //! - [`cookie`]: the cookie from an option, `ERLANG_COOKIE` or
 //!   `~/.erlang.cookie`.
@@ -34,6 +36,7 @@ pub mod control;
 pub mod cookie;
 pub mod mailbox;
 pub mod node;
+pub mod op_flags;
 pub mod policy;
 pub mod transport;
 

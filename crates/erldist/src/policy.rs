@@ -97,6 +97,38 @@ where
     }
 }
 
+/// Why a transport name, address, CIDR or policy configuration was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// Not one of the transport names.
+    #[error("unknown transport {0:?} (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds)")]
+    UnknownTransport(String),
+    /// A listen address that does not parse.
+    #[error("bad address {text:?}")]
+    BadAddress {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR whose address does not parse.
+    #[error("bad CIDR {text:?}")]
+    BadCidr {
+        /// The text given.
+        text: String,
+        /// The parser's error.
+        source: std::net::AddrParseError,
+    },
+    /// A CIDR prefix that is not a number up to 32 (IPv4) or 128 (IPv6).
+    #[error("bad prefix in {0:?}")]
+    BadPrefix(String),
+    /// A rule with both or neither of `node` and `cidr`.
+    #[error("a rule needs exactly one of `node` or `cidr`")]
+    RuleMatcher,
+}
+
 /// An IP network, `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -135,10 +167,13 @@ impl Cidr {
 }
 
 impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.parse().map_err(|e| format!("bad CIDR {s:?}: {e}"))?;
+        let addr: IpAddr = a.parse().map_err(|source| PolicyError::BadCidr {
+            text: s.to_owned(),
+            source,
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = if p.is_empty() {
             max
@@ -146,7 +181,7 @@ impl std::str::FromStr for Cidr {
             p.parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("bad prefix in {s:?}"))?
+                .ok_or_else(|| PolicyError::BadPrefix(s.to_owned()))?
         };
         Ok(Self { addr, prefix })
     }
@@ -305,18 +340,18 @@ pub struct RulePolicy {
     nets: Vec<Cidr>,
 }
 
-fn protos(names: &[String]) -> Result<Vec<Proto>, String> {
+fn protos(names: &[String]) -> Result<Vec<Proto>, PolicyError> {
     names.iter().map(|n| n.parse()).collect()
 }
 
 impl RulePolicy {
     /// Builds the policy, reading this host's interfaces now.
-    pub fn new(cfg: &RuleConfig) -> Result<Self, String> {
+    pub fn new(cfg: &RuleConfig) -> Result<Self, PolicyError> {
         Self::with_networks(cfg, local_networks())
     }
 
     /// Builds the policy against given local networks (for tests).
-    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, String> {
+    pub fn with_networks(cfg: &RuleConfig, nets: Vec<Cidr>) -> Result<Self, PolicyError> {
         let rules = cfg
             .rules
             .iter()
@@ -324,11 +359,11 @@ impl RulePolicy {
                 let m = match (&r.node, &r.cidr) {
                     (Some(n), None) => Matcher::Node(n.clone()),
                     (None, Some(c)) => Matcher::Cidr(c.parse()?),
-                    _ => return Err("a rule needs exactly one of `node` or `cidr`".to_owned()),
+                    _ => return Err(PolicyError::RuleMatcher),
                 };
                 Ok((m, protos(&r.transports)?))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PolicyError>>()?;
         Ok(Self {
             rules,
             same_host: protos(&cfg.same_host)?,
@@ -451,6 +486,25 @@ mod tests {
         assert_eq!(locality(&ip("fd00::9"), &n), Locality::SameSubnet);
         assert_eq!(locality(&ip("10.2.0.7"), &n), Locality::Other);
         assert!("1.2.3.4/33".parse::<Cidr>().is_err());
+        assert_eq!(
+            "1.2.3.4/33".parse::<Cidr>(),
+            Err(PolicyError::BadPrefix("1.2.3.4/33".into()))
+        );
+        let e = "nope/8".parse::<Cidr>().unwrap_err();
+        assert!(matches!(e, PolicyError::BadCidr { .. }));
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parser's error is kept"
+        );
+        let e = "inet_tcp@nowhere"
+            .parse::<crate::transport::ListenSpec>()
+            .unwrap_err();
+        assert!(matches!(e, PolicyError::BadAddress { .. }));
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            "tcp".parse::<Proto>(),
+            Err(PolicyError::UnknownTransport("tcp".into()))
+        );
     }
 
     #[test]

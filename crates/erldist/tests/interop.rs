@@ -76,7 +76,7 @@ async fn pings_both_ways() {
     let conns = a.connections();
     assert_eq!(conns.len(), 1, "{conns:?}");
     assert_eq!(conns[0].peer, erl_node);
-    assert_eq!(conns[0].transport, "inet_tcp");
+    assert_eq!(conns[0].transport.name(), "inet_tcp");
     assert_eq!(
         eval(&mut e, &format!("lists:member('{}', nodes()).", a.name())),
         "true"
@@ -632,7 +632,7 @@ async fn erlang_halt_is_seen_by_rust() {
     let down = within(LONG, "NodeEvent::Down", async {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::Down(peer, why)) if peer == erl_node => return why,
+                Ok(NodeEvent::Down { peer, reason }) if peer == erl_node => return reason,
                 Ok(_) => {}
                 Err(err) => panic!("events: {err}"),
             }
@@ -1059,7 +1059,7 @@ async fn ticks_keep_idle_connections_and_detect_a_frozen_peer() {
     let why = within(LONG, "tick timeout", async {
         loop {
             match events.recv().await {
-                Ok(NodeEvent::Down(peer, why)) if peer == erl_node => return why,
+                Ok(NodeEvent::Down { peer, reason }) if peer == erl_node => return reason,
                 Ok(_) => {}
                 Err(err) => panic!("events: {err}"),
             }

@@ -174,6 +174,54 @@ impl Daemon {
         bail!("no free port after 10 tries")
     }
 
+    /// Starts `subject` on the given `port` (e.g. again, on the port of one
+    /// that was killed), waiting up to 10 s for it to bind and answer NAMES.
+    pub fn start_on(subject: Subject, port: u16, args: &[&str]) -> Result<Self> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = Command::new(subject.bin())
+                .arg("-port")
+                .arg(port.to_string())
+                .args(args)
+                .env_remove("ERL_EPMD_PORT")
+                .env_remove("ERL_EPMD_ADDRESS")
+                .env_remove("ERL_EPMD_RELAXED_COMMAND_CHECK")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("spawn {}", subject.bin().display()))?;
+            let mut d = Self {
+                subject,
+                port,
+                child: Some(child),
+            };
+            let up = wait_until(Duration::from_secs(5), || {
+                d.child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+                    && names_answers(port)
+            });
+            if up {
+                return Ok(d);
+            }
+            // Exited (the port not free yet) or silent: try again.
+            drop(d);
+            if Instant::now() >= deadline {
+                bail!("{subject:?} did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (no clean shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The daemon's address on IPv4 loopback.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))

@@ -18,6 +18,7 @@ pub mod tcp;
 pub mod tls;
 pub mod uds;
 
+use crate::policy::PolicyError;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -100,11 +101,9 @@ impl fmt::Display for Proto {
 }
 
 impl std::str::FromStr for Proto {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::from_name(s).ok_or_else(|| {
-            format!("unknown transport {s:?} (inet_tcp, inet6_tcp, inet_tls, inet6_tls, uds)")
-        })
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        Self::from_name(s).ok_or_else(|| PolicyError::UnknownTransport(s.to_owned()))
     }
 }
 
@@ -137,14 +136,17 @@ impl ListenSpec {
 }
 
 impl std::str::FromStr for ListenSpec {
-    type Err = String;
+    type Err = PolicyError;
     /// `proto` or `proto@addr:port`, e.g. `inet_tls@0.0.0.0:9100`, `uds`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
         match s.split_once('@') {
             None => Ok(Self::any(s.parse()?)),
             Some((p, a)) => Ok(Self {
                 proto: p.parse()?,
-                addr: a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?,
+                addr: a.parse().map_err(|source| PolicyError::BadAddress {
+                    text: a.to_owned(),
+                    source,
+                })?,
             }),
         }
     }

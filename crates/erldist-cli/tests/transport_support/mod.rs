@@ -147,7 +147,7 @@ pub async fn start(cfg: NodeConfig) -> Node {
 pub fn conns(n: &Node) -> Vec<(String, String)> {
     n.connections()
         .into_iter()
-        .map(|c| (c.peer, c.transport.to_owned()))
+        .map(|c| (c.peer, c.transport.name().to_owned()))
         .collect()
 }
 
@@ -157,7 +157,7 @@ pub async fn wait_transport(n: &Node, peer: &str) -> String {
     let t0 = Instant::now();
     loop {
         if let Some(c) = n.connections().into_iter().find(|c| c.peer == peer) {
-            return c.transport.to_owned();
+            return c.transport.name().to_owned();
         }
         assert!(
             t0.elapsed() < Duration::from_secs(LONG),

@@ -5,6 +5,8 @@
 //! `--epmd-port` or `ERL_EPMD_PORT`) explicitly, a private `HOME`, and a
 //! deadline; a `serve` process is stopped by PID.
 
+// The library suites' helpers, shared rather than copied.
+#[path = "../../erldist/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read};

@@ -203,7 +203,7 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
             for r in &o.rule {
                 rc.rules.push(parse_rule(r)?);
             }
-            Arc::new(RulePolicy::new(&rc).map_err(anyhow::Error::msg)?)
+            Arc::new(RulePolicy::new(&rc)?)
         }
         None => Arc::new(FirstOffered),
         Some(other) => bail!("unknown policy {other:?} (first or rules)"),
@@ -213,7 +213,7 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         .listen
         .map(|l| {
             l.iter()
-                .map(|s| s.parse::<ListenSpec>().map_err(anyhow::Error::msg))
+                .map(|s| Ok(s.parse::<ListenSpec>()?))
                 .collect::<Result<Vec<_>>>()
         })
         .transpose()?;

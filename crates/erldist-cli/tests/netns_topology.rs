@@ -132,7 +132,7 @@ async fn helper_main() -> Result<()> {
         ca: certs.join("ca.pem"),
     });
     cfg.uds_dir = PathBuf::from(var("NETNS_UDS_DIR")?);
-    cfg.policy = Arc::new(RulePolicy::new(&RuleConfig::default()).map_err(anyhow::Error::msg)?);
+    cfg.policy = Arc::new(RulePolicy::new(&RuleConfig::default())?);
     cfg.epmd_port = var("ERL_EPMD_PORT")?.parse()?;
     // Generous: two shared cores, several nodes and TLS handshakes at once.
     cfg.setup_time = Duration::from_secs(15);
