@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use erl_term::Term;
 use erldist::policy::{FirstOffered, Rule, RuleConfig, RulePolicy, SelectionPolicy};
 use erldist::transport::tls::TlsFiles;
-use erldist::transport::ListenSpec;
+use erldist::transport::{ListenSpec, Proto};
 use erldist::{Node, NodeConfig};
 use serde::Deserialize;
 use tracing::info;
@@ -102,6 +102,11 @@ struct TransportOpts {
     /// Do not try the next transport when the chosen one is unreachable.
     #[arg(long, global = true)]
     no_failover: bool,
+    /// The listen transport stock callers (PORT_PLEASE2, NAMES) are given
+    /// by epmdx, e.g. `inet_tls` for a stock TLS cluster (default: plain
+    /// TCP, else TLS).
+    #[arg(long, global = true)]
+    legacy_default: Option<String>,
 }
 
 /// The node's TOML configuration file.
@@ -112,6 +117,7 @@ struct NodeFile {
     listen: Option<Vec<String>>,
     uds_dir: Option<PathBuf>,
     failover: Option<bool>,
+    legacy_default: Option<String>,
     tls: Option<TlsFile>,
     policy: Option<RuleConfig>,
 }
@@ -161,6 +167,11 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         cfg.uds_dir = d;
     }
     cfg.failover = !o.no_failover && file.failover.unwrap_or(true);
+    if let Some(p) = o.legacy_default.as_ref().or(file.legacy_default.as_ref()) {
+        let proto = Proto::from_name(p)
+            .with_context(|| format!("legacy_default {p:?}: not a transport name"))?;
+        cfg.legacy_default = Some(proto);
+    }
     let tls = match (&o.tls_cert, &o.tls_key, &o.tls_ca, &file.tls) {
         (Some(cert), Some(key), Some(ca), _) => Some(TlsFiles {
             cert: cert.clone(),

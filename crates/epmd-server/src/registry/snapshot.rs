@@ -13,7 +13,7 @@ use crate::registry::ConnId;
 pub struct TransportState {
     /// Listening port.
     pub port: u16,
-    /// Per-transport flags as registered (reserved; 0 today).
+    /// Per-transport flags: bit 0 = marked for legacy callers.
     pub flags: u8,
     /// Protocol name (ASCII, validated at registration).
     pub proto: String,
@@ -112,7 +112,7 @@ impl<H> Registry<H> {
                                 .iter()
                                 .map(|t| TransportState {
                                     port: t.port,
-                                    flags: 0,
+                                    flags: u8::from(t.legacy),
                                     proto: t.proto.to_string(),
                                     extra: t.extra.to_vec(),
                                 })
@@ -165,6 +165,7 @@ impl<H> Registry<H> {
                             port: t.port,
                             proto: t.proto.as_str().into(),
                             extra: t.extra.as_slice().into(),
+                            legacy: t.flags & 1 != 0,
                         })
                         .collect(),
                 },

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     /// Failed handshakes allowed per peer address per minute before its
     /// connections are refused for the rest of that minute.
     pub max_failures_per_minute: u32,
+    /// The transport stock callers (PORT_PLEASE2, NAMES) get from epmdx;
+    /// `None`: the daemon's default, plain TCP before TLS
+    /// (docs/protocol.md §4).
+    pub legacy_default: Option<Proto>,
 }
 
 impl NodeConfig {
@@ -71,11 +75,18 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             max_pending_handshakes: 64,
             max_failures_per_minute: 10,
+            legacy_default: None,
         }
     }
 }
 
 impl NodeConfig {
+    /// Marks the transport stock callers are given (`--legacy-default`).
+    pub fn with_legacy_default(mut self, proto: Option<Proto>) -> Self {
+        self.legacy_default = proto;
+        self
+    }
+
     /// Hidden nodes do not join the peer's `nodes()` list.
     pub fn with_hidden(mut self, hidden: bool) -> Self {
         self.hidden = hidden;
