@@ -911,7 +911,14 @@ pub(crate) async fn upgrade<S: Source + 'static>(src: Arc<S>) -> Result<Upgraded
                     child = c;
                     r
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The blocking task died and took the new process's
+                    // guard (which killed it) with it: thaw and go on.
+                    drop(freeze);
+                    gate.resume();
+                    warn!("upgrade failed: {e}");
+                    return Err(e);
+                }
             }
         }
     };
