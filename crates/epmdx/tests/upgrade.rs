@@ -502,3 +502,17 @@ fn upgrade_under_systemd_hands_over_mainpid() -> Result<()> {
     ensure!(wait_until(WAIT, || !is_registered(port, "upsysd")));
     Ok(())
 }
+
+#[test]
+fn upgrade_against_a_stock_epmd_says_it_is_unsupported() -> Result<()> {
+    let d = test_support::Daemon::start(test_support::Subject::Otp, &[])?;
+    let out = Command::new(test_support::epmdx_bin())
+        .args(["-port", &d.port.to_string(), "-upgrade"])
+        .env_remove("ERL_EPMD_PORT")
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(1), "{out:?}");
+    ensure!(err.contains("does not support -upgrade"), "{err}");
+    ensure!(test_support::names_answers(d.port), "stock epmd hurt");
+    Ok(())
+}
