@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(erlang-base erlang-dev erlang-ssl erlang-public-key erlang-crypto
       erlang-examples erlang-jinterface erlang-tools erlang-syntax-tools
-      erlang-parsetools erlang-eunit rebar3 elixir iproute2 gcc libc6-dev)
+      erlang-parsetools erlang-eunit rebar3 elixir iproute2 gcc libc6-dev systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -20,6 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The Debian package test (crates/epmdx/tests/package.rs) runs `cargo deb`.
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked
 
 # Integration tests run the built binaries; build them first.
 cargo build --workspace --bins --locked

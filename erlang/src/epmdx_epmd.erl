@@ -487,8 +487,15 @@ reconnect(#st{sock = undefined, mode = legacy, name = Name, legacy = P,
 reconnect(St) ->
     {noreply, St}.
 
+%% -kernel epmdx_legacy_default inet_tls marks that transport as the one
+%% stock callers (PORT_PLEASE2, NAMES) are given; unset: epmdx's default.
 alive3(Name, Ts) ->
-    epmdx_proto:alive3(Name, ?ERL_DIST_VER_HIGH, ?ERL_DIST_VER_LOW, Ts).
+    Legacy = application:get_env(kernel, epmdx_legacy_default, undefined),
+    Marked = [case P =:= Legacy of
+                  true -> {P, Port, Extra, legacy};
+                  false -> T
+              end || {P, Port, Extra} = T <- Ts],
+    epmdx_proto:alive3(Name, ?ERL_DIST_VER_HIGH, ?ERL_DIST_VER_LOW, Marked).
 
 %% One request and its reply on a {packet,2} passive socket.
 call(S, Req) ->

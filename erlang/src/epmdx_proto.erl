@@ -87,10 +87,18 @@ status_name(_) -> unknown_status.
 %% ALIVE3: register transports.
 
 %% Transports: [{Proto, Port, Extra}].
--spec alive3(binary(), 0..65535, 0..65535, [{proto(), 0..65535, binary()}]) -> iodata().
+%% A 4-tuple {P, Port, Extra, legacy} marks the transport legacy callers
+%% see: bit 7 of its Plen (docs/protocol.md section 3.1).
+-spec alive3(binary(), 0..65535, 0..65535,
+             [{proto(), 0..65535, binary()} | {proto(), 0..65535, binary(), legacy}]) -> iodata().
 alive3(Name, High, Low, Transports) when is_binary(Name) ->
-    Ts = [[<<Port:16>>, len8(proto_name(P)), len16(Extra)]
-          || {P, Port, Extra} <- Transports],
+    Ts = [case T of
+              {P, Port, Extra} ->
+                  [<<Port:16>>, len8(proto_name(P)), len16(Extra)];
+              {P, Port, Extra, legacy} ->
+                  PB = proto_name(P),
+                  [<<Port:16, (byte_size(PB) bor 16#80)>>, PB, len16(Extra)]
+          end || T <- Transports],
     [?ALIVE3_REQ, ?NORMAL_NODE, <<High:16, Low:16>>, len16(Name),
      length(Transports), Ts].
 

@@ -89,6 +89,9 @@ pub struct NodeSpec<'a> {
     pub high: u16,
     /// Lowest distribution version.
     pub low: u16,
+    /// The protocol of the transport legacy callers (PORT_PLEASE2, NAMES,
+    /// DUMP) should see; `None`: the daemon's default (docs/protocol.md §4).
+    pub legacy_default: Option<&'a str>,
 }
 
 impl<'a> NodeSpec<'a> {
@@ -110,6 +113,7 @@ impl<'a> NodeSpec<'a> {
             node_type: NodeType::Normal.code(),
             high: 6,
             low: 6,
+            legacy_default: None,
         }
     }
 }
@@ -405,6 +409,12 @@ fn alive3<'a>(node: NodeSpec<'a>, transports: &[TransportRef<'a>]) -> ext::Alive
         low: node.low,
         name: node.name.as_bytes(),
         transports: transports.to_vec(),
+        legacy_default: transports
+            .iter()
+            .take(16)
+            .enumerate()
+            .filter(|(_, t)| node.legacy_default.map(str::as_bytes) == Some(t.proto))
+            .fold(0, |m, (i, _)| m | 1 << i),
     }
 }
 
@@ -474,6 +484,7 @@ impl ExtRegistration {
             node_type: self.node_type,
             high: self.high,
             low: self.low,
+            legacy_default: None,
         };
         let framed = alive3(spec, transports).encode();
         let mut buf = [0u8; 8];

@@ -24,6 +24,11 @@ use crate::request::Malformed;
 /// Node-record flag: registered with legacy ALIVE2; protocol unknown.
 pub const FLAG_LEGACY: u8 = 1;
 
+/// ALIVE3 only: bit 7 of a transport's Plen marks it as the one legacy
+/// callers (PORT_PLEASE2, NAMES, DUMP) see. Protocol names are at most 32
+/// bytes, so the bit is free (docs/protocol.md §3.1).
+pub const PLEN_LEGACY_DEFAULT: u8 = 0x80;
+
 /// Result codes of the extension's replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -112,6 +117,9 @@ pub struct Alive3Req<'a> {
     pub name: &'a [u8],
     /// Transports to add.
     pub transports: Vec<TransportRef<'a>>,
+    /// Bit `i` set: `transports[i]` is marked as what legacy callers see
+    /// ([`PLEN_LEGACY_DEFAULT`] on the wire). 0: the daemon's default.
+    pub legacy_default: u16,
 }
 
 impl<'a> Alive3Req<'a> {
@@ -130,8 +138,17 @@ impl<'a> Alive3Req<'a> {
             return Err(Malformed::BadLength);
         }
         let mut transports = Vec::with_capacity(count);
-        for _ in 0..count {
-            transports.push(take_transport(&mut r)?);
+        let mut legacy_default = 0u16;
+        for i in 0..count {
+            let port = r.u16().ok_or(Malformed::TooShort)?;
+            let plen = r.u8().ok_or(Malformed::TooShort)?;
+            if plen & PLEN_LEGACY_DEFAULT != 0 && i < 16 {
+                legacy_default |= 1 << i;
+            }
+            let len = usize::from(plen & !PLEN_LEGACY_DEFAULT);
+            let proto = r.bytes(len).ok_or(Malformed::BadLength)?;
+            let extra = take_bytes16(&mut r)?;
+            transports.push(TransportRef { port, proto, extra });
         }
         if r.remaining() != 0 {
             return Err(Malformed::TrailingBytes);
@@ -145,7 +162,13 @@ impl<'a> Alive3Req<'a> {
             low,
             name,
             transports,
+            legacy_default,
         })
+    }
+
+    /// Whether `transports[i]` is marked for legacy callers.
+    pub fn is_legacy_default(&self, i: usize) -> bool {
+        i < 16 && self.legacy_default & (1 << i) != 0
     }
 
     /// Checks names and counts. Duplicates against already registered
@@ -181,8 +204,12 @@ impl<'a> Alive3Req<'a> {
         b.extend_from_slice(&self.low.to_be_bytes());
         put_bytes16(&mut b, self.name);
         b.push(u8::try_from(self.transports.len()).expect("transport count fits in u8"));
-        for t in &self.transports {
+        for (i, t) in self.transports.iter().enumerate() {
+            let start = b.len();
             put_transport(&mut b, t);
+            if i < 16 && self.legacy_default & (1 << i) != 0 {
+                b[start + 2] |= PLEN_LEGACY_DEFAULT;
+            }
         }
         frame::encode(&b)
     }
@@ -622,6 +649,7 @@ mod tests {
                     extra: b"",
                 },
             ],
+            legacy_default: 0,
         }
     }
 
@@ -706,5 +734,35 @@ mod tests {
             decode_unreg3_reply(&encode_unreg3_reply(Status::NoSuchTransport)),
             Ok(Some(Status::NoSuchTransport))
         );
+    }
+
+    #[test]
+    fn legacy_default_mark_round_trips_in_plen_bit_7() {
+        let req = Alive3Req {
+            node_type: 77,
+            high: 6,
+            low: 6,
+            name: b"s",
+            transports: vec![
+                TransportRef {
+                    port: 1,
+                    proto: b"inet_tcp",
+                    extra: b"",
+                },
+                TransportRef {
+                    port: 2,
+                    proto: b"inet_tls",
+                    extra: b"",
+                },
+            ],
+            legacy_default: 0b10,
+        };
+        let framed = req.encode();
+        // Second transport's Plen: 8 | 0x80.
+        assert!(framed.windows(3).any(|w| w == [0, 2, 0x88]));
+        let back = Alive3Req::decode(&framed[2..]).unwrap();
+        assert_eq!(back, req);
+        assert!(back.validate().is_ok());
+        assert!(!back.is_legacy_default(0) && back.is_legacy_default(1));
     }
 }

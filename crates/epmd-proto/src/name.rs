@@ -112,6 +112,11 @@ pub mod proto {
         proto == INET_TCP || proto == INET6_TCP
     }
 
+    /// Whether the transport is distribution over TLS (IPv4 or IPv6).
+    pub fn is_tls(proto: &str) -> bool {
+        proto == INET_TLS || proto == INET6_TLS
+    }
+
     /// Whether the transport is meaningful only on the daemon's own host, and
     /// so is returned only to local callers.
     pub fn is_host_local(proto: &str) -> bool {

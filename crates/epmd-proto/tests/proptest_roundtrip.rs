@@ -166,6 +166,7 @@ fn framed_request() -> impl Strategy<Value = Vec<u8>> {
             low: 6,
             name: &name,
             transports: borrow_transports(&ts),
+            legacy_default: 0,
         }
         .encode()),
         (vec(valid_proto(), 0..=5), "[a-z]{0,20}").prop_map(|(ps, n)| PortPlease3Req {
@@ -299,7 +300,7 @@ proptest! {
         name in name_bytes(200),
         ts in raw_transports(20),
     ) {
-        let req = Alive3Req { node_type, high, low, name: &name, transports: borrow_transports(&ts) };
+        let req = Alive3Req { node_type, high, low, name: &name, transports: borrow_transports(&ts), legacy_default: 0 };
         let framed = req.encode();
         let body = body_of(&framed);
         prop_assert_eq!(Request::decode(body), Ok(Request::Alive3(req.clone())));
@@ -339,7 +340,7 @@ proptest! {
         let ts: Vec<_> = protos.iter().zip(&ports).map(|(p, port)| TransportRef {
             port: *port, proto: p.as_bytes(), extra: b"/tmp/x",
         }).collect();
-        let req = Alive3Req { node_type: NodeType::Hidden.code(), high: 6, low: 5, name: &name, transports: ts };
+        let req = Alive3Req { node_type: NodeType::Hidden.code(), high: 6, low: 5, name: &name, transports: ts, legacy_default: 0 };
         prop_assert_eq!(req.validate(), Ok(()));
         let framed = req.encode();
         prop_assert_eq!(Request::decode(body_of(&framed)), Ok(Request::Alive3(req.clone())));

@@ -8,10 +8,13 @@
 //!   before the process daemonises.
 //! - [`server`]: the tokio Listener/Handler pair, connection bounds and
 //!   timeouts.
+//! - [`handover`]: the in-place upgrade (re-exec, sockets and registry
+//!   passed to the new process).
 //!
 //! The wire format lives in `epmd-proto`; this crate decides what to answer.
 
 mod accept;
+pub mod handover;
 pub mod listen;
 pub mod registry;
 pub mod server;

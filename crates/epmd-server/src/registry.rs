@@ -15,6 +15,9 @@ use epmd_proto::legacy::{self, Alive2Req};
 use epmd_proto::limits::MAX_TRANSPORTS;
 use epmd_proto::name::{check_node_name, proto};
 
+mod snapshot;
+pub use snapshot::{KindState, NodeState, OldState, Snapshot, TransportState};
+
 /// Identifies the connection that owns a registration.
 pub type ConnId = u64;
 
@@ -57,6 +60,8 @@ struct Transport {
     port: u16,
     proto: Box<str>,
     extra: Box<[u8]>,
+    /// Marked in ALIVE3 as what legacy callers see.
+    legacy: bool,
 }
 
 impl Transport {
@@ -170,10 +175,27 @@ impl<H> Node<H> {
     }
 }
 
-/// The deterministic default for legacy callers: the first plain-TCP
-/// transport registered.
+/// What legacy callers see (docs/protocol.md §4): the first transport the
+/// node marked, else the first plain-TCP one, else the first TLS one (what
+/// a TLS-only node registered with ALIVE2 on a stock epmd looks like).
+/// Never a host-local transport such as a Unix socket.
 fn default_tcp(transports: &[Transport]) -> Option<&Transport> {
-    transports.iter().find(|t| proto::is_plain_tcp(&t.proto))
+    transports
+        .iter()
+        .find(|t| t.legacy && !proto::is_host_local(&t.proto))
+        .or_else(|| transports.iter().find(|t| proto::is_plain_tcp(&t.proto)))
+        .or_else(|| transports.iter().find(|t| proto::is_tls(&t.proto)))
+}
+
+fn owned_transports(req: &ext::Alive3Req<'_>) -> Vec<Transport> {
+    req.transports
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Transport {
+            legacy: req.is_legacy_default(i),
+            ..to_owned(t)
+        })
+        .collect()
 }
 
 /// Which transports a caller may see, in which order.
@@ -348,7 +370,7 @@ impl<H> Registry<H> {
     ) -> Result<Registered, RegisterError> {
         req.validate().map_err(RegisterError::Ext)?;
         let kind = Kind::Ext {
-            transports: req.transports.iter().map(to_owned).collect(),
+            transports: owned_transports(req),
         };
         let header = (req.node_type, req.high, req.low);
         self.register(conn, fd, req.name, header, kind, now_unix, handle)
@@ -417,7 +439,7 @@ impl<H> Registry<H> {
         if transports.len() + req.transports.len() > MAX_TRANSPORTS {
             return Err(RegisterError::Ext(Status::TooManyTransports));
         }
-        transports.extend(req.transports.iter().map(to_owned));
+        transports.extend(owned_transports(req));
         node.recompute_port2(name);
         Ok(Registered {
             creation: node.counter,
@@ -565,6 +587,7 @@ fn to_owned(t: &TransportRef<'_>) -> Transport {
         // validate() guaranteed an ASCII protocol name.
         proto: String::from_utf8_lossy(t.proto).into(),
         extra: t.extra.into(),
+        legacy: false,
     }
 }
 
@@ -598,6 +621,7 @@ mod tests {
                     extra: b"",
                 })
                 .collect(),
+            legacy_default: 0,
         }
     }
 
@@ -704,14 +728,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(rec.transports[0].proto, "uds");
-        // Removing TCP makes legacy lookups miss.
+        // Without TCP, legacy callers get TLS; with neither, they miss
+        // (a Unix socket is never a legacy answer).
         assert_eq!(r.remove_transport(1, b"s", b"inet_tcp"), Status::Ok);
-        assert!(r.port2_reply(b"s").is_none());
-        assert!(r.names_lines().is_empty());
+        assert_eq!(&r.port2_reply(b"s").unwrap()[2..4], &41477u16.to_be_bytes());
+        assert_eq!(r.names_lines().concat(), b"name s at port 41477\n".to_vec());
         assert_eq!(
             r.remove_transport(1, b"s", b"inet_tcp"),
             Status::NoSuchTransport
         );
+        assert_eq!(r.remove_transport(1, b"s", b"inet_tls"), Status::Ok);
+        assert!(r.port2_reply(b"s").is_none());
+        assert!(r.names_lines().is_empty());
+    }
+
+    #[test]
+    fn a_marked_transport_is_what_legacy_callers_see() {
+        let mut r: Registry<()> = Registry::new(10, 1000);
+        let mut req = alive3(b"m", &[(b"inet_tcp", 1000), (b"inet_tls", 2000)]);
+        req.legacy_default = 0b10;
+        r.register_ext(1, 0, &req, 0, ()).unwrap();
+        assert_eq!(&r.port2_reply(b"m").unwrap()[2..4], &2000u16.to_be_bytes());
+        assert_eq!(r.names_lines().concat(), b"name m at port 2000\n".to_vec());
+        // The mark survives an upgrade's export and import.
+        let back: Registry<()> = Registry::import(10, 1000, &r.export(), |_, n| (1, n.fd, ()));
+        assert_eq!(back.port2_reply(b"m"), r.port2_reply(b"m"));
+        // A later mark in a follow-up does not displace the first one.
+        let mut more = alive3(b"m", &[(b"inet6_tcp", 3000)]);
+        more.legacy_default = 1;
+        r.add_transports(1, b"m", &more).unwrap();
+        assert_eq!(&r.port2_reply(b"m").unwrap()[2..4], &2000u16.to_be_bytes());
+        // Removing the marked one falls back to the default rule.
+        assert_eq!(r.remove_transport(1, b"m", b"inet_tls"), Status::Ok);
+        assert_eq!(&r.port2_reply(b"m").unwrap()[2..4], &3000u16.to_be_bytes());
+        // A marked Unix socket is ignored: legacy callers are remote.
+        let mut u = alive3(b"u", &[(b"uds", 0), (b"inet_tls", 4000)]);
+        u.legacy_default = 1;
+        r.register_ext(2, 0, &u, 0, ()).unwrap();
+        assert_eq!(&r.port2_reply(b"u").unwrap()[2..4], &4000u16.to_be_bytes());
     }
 
     #[test]

@@ -96,6 +96,8 @@ struct Shared {
     pending: Mutex<BTreeMap<ConnId, Arc<Notify>>>,
     next_id: AtomicU64,
     killed: Notify,
+    /// In-place upgrade: the gate, the re-exec recipe, the listeners.
+    upgrade: crate::handover::Hooks,
 }
 
 impl Shared {
@@ -135,6 +137,21 @@ impl Shared {
 
     fn release(&self, id: ConnId) {
         self.pending().remove(&id);
+    }
+}
+
+impl crate::handover::Source for Shared {
+    fn gate(&self) -> &Arc<crate::handover::Gate> {
+        self.upgrade.gate()
+    }
+    fn upgrader(&self) -> Option<&crate::handover::Upgrader> {
+        self.upgrade.upgrader()
+    }
+    fn listener_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.upgrade.listener_fds()
+    }
+    fn snapshot(&self) -> crate::registry::Snapshot {
+        self.registry().export()
     }
 }
 
@@ -183,14 +200,95 @@ impl Server {
                 Ok(unsafe { AsyncFd::register(l) }?)
             })
             .collect::<io::Result<Vec<_>>>()?;
+        let registry = Registry::new(cfg.max_nodes, old_cap);
+        Ok(Self::build(cfg, listeners, registry, 1))
+    }
+
+    fn build(
+        cfg: Config,
+        listeners: Vec<AsyncFd<std::net::TcpListener>>,
+        registry: Registry<Stopper>,
+        next_id: ConnId,
+    ) -> Self {
+        let upgrade = crate::handover::Hooks::new(listeners.iter().map(|l| l.as_raw_fd()));
         let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::new(cfg.max_nodes, old_cap)),
+            registry: Mutex::new(registry),
             pending: Mutex::new(BTreeMap::new()),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(next_id),
             killed: Notify::new(),
+            upgrade,
             cfg,
         });
-        Ok(Self { shared, listeners })
+        Self { shared, listeners }
+    }
+
+    /// Takes over from a previous process (see [`crate::handover`]): its
+    /// listeners, registrations and registry. Must be called inside a tokio
+    /// runtime; the registrations are served from here on.
+    pub fn adopt(
+        cfg: Config,
+        incoming: &mut crate::handover::Incoming,
+    ) -> Result<Self, ServerError> {
+        let old_cap = if cfg.debug > 0 {
+            DEBUG_UNREG_LIST_CAP
+        } else {
+            UNREG_LIST_CAP
+        };
+        let listeners = std::mem::take(&mut incoming.listeners)
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                // SAFETY: as in `new`.
+                Ok(unsafe { AsyncFd::register(l) }?)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let streams = std::mem::take(&mut incoming.streams);
+        let mut stoppers = Vec::with_capacity(streams.len());
+        let registry = Registry::import(cfg.max_nodes, old_cap, &incoming.snapshot, |i, n| {
+            let stopper = Stopper::default();
+            stoppers.push(stopper.clone());
+            (i as ConnId + 1, n.fd, stopper)
+        });
+        let next = streams.len() as ConnId + 1;
+        let server = Self::build(cfg, listeners, registry, next);
+        for (i, ((stream, stopper), node)) in streams
+            .into_iter()
+            .zip(stoppers)
+            .zip(&incoming.snapshot.nodes)
+            .enumerate()
+        {
+            stream.set_nonblocking(true)?;
+            let stream = TcpStream::from_std(stream)?;
+            let extended = matches!(node.kind, crate::registry::KindState::Ext { .. });
+            let shared = server.shared.clone();
+            let name: Box<[u8]> = node.name.as_slice().into();
+            let id = i as ConnId + 1;
+            let span = tracing::debug_span!("adopted", id);
+            tokio::spawn(
+                async move {
+                    let mut stream = stream;
+                    if extended {
+                        serve_ext_registration(&shared, id, &name, &mut stream, &stopper).await;
+                    } else {
+                        hold_legacy(&shared, &mut stream, &stopper).await;
+                    }
+                    shared.registry().unregister(id, &name);
+                    debug!("unregistering '{}'", String::from_utf8_lossy(&name));
+                }
+                .instrument(span),
+            );
+        }
+        Ok(server)
+    }
+
+    /// Lets the daemon upgrade in place (`-upgrade`, `SIGUSR2`).
+    pub fn set_upgrader(&self, up: crate::handover::Upgrader) {
+        self.shared.upgrade.set_upgrader(up);
+    }
+
+    /// Number of live registrations.
+    pub fn registrations(&self) -> usize {
+        self.shared.registry().len()
     }
 
     /// Serves until a KILL request is accepted.
@@ -198,6 +296,7 @@ impl Server {
         for l in self.listeners {
             tokio::spawn(accept_loop(self.shared.clone(), l));
         }
+        crate::handover::spawn_signal_task(self.shared.clone());
         self.shared.killed.notified().await;
         debug!("killed by request");
         Ok(())
@@ -211,6 +310,7 @@ impl Server {
 /// else continues in its own task.
 async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListener>) {
     loop {
+        shared.upgrade.gate().wait_accepting().await;
         if !shared.cfg.delay_accept.is_zero() {
             tokio::time::sleep(shared.cfg.delay_accept).await;
         }
@@ -223,6 +323,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListene
         };
         // Bound the work done per wake-up so other tasks on this worker run.
         for _ in 0..ACCEPT_BATCH {
+            if shared.upgrade.gate().accept_paused() {
+                break;
+            }
             match crate::accept::accept4(guard.get_inner()) {
                 Ok((stream, peer)) => {
                     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -271,10 +374,11 @@ fn spawn_conn(
 ) {
     let span = tracing::debug_span!("conn", id, %peer);
     let shared = shared.clone();
+    let busy = shared.upgrade.gate().busy();
     tokio::spawn(
         async move {
             match TcpStream::from_std(stream) {
-                Ok(s) => serve_conn(shared, id, s, peer, initial).await,
+                Ok(s) => serve_conn(shared, id, s, peer, initial, busy).await,
                 Err(e) => warn!("cannot register connection: {e}"),
             }
         }
@@ -411,6 +515,7 @@ async fn serve_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
     initial: Vec<u8>,
+    busy: crate::handover::Busy,
 ) {
     trace!("accepted");
     let local_ip = stream.local_addr().ok().map(|a| a.ip());
@@ -447,6 +552,15 @@ async fn serve_conn(
             return;
         }
     };
+    if frame.get(2..) == Some(crate::handover::UPGRADE_BODY) {
+        drop(busy);
+        if local {
+            crate::handover::serve_request(shared.clone(), stream).await;
+        } else {
+            warn!("non-local peer {peer} refused a local-only request");
+        }
+        return;
+    }
     let req = match Request::decode(&frame[2..]) {
         Ok(r) => r,
         Err(e) => {
@@ -472,6 +586,7 @@ async fn serve_conn(
             match res {
                 Ok(reg) => {
                     drop(guard);
+                    drop(busy);
                     debug!(
                         "registering '{}:{}', port {}",
                         String::from_utf8_lossy(&name),
@@ -490,7 +605,7 @@ async fn serve_conn(
                         }
                     };
                     if write_reply(&mut stream, cfg, &reply.encode()).await.is_ok() {
-                        hold_registration(&mut stream, &stopper).await;
+                        hold_legacy(&shared, &mut stream, &stopper).await;
                     }
                     shared.registry().unregister(id, &name);
                     debug!("unregistering '{}'", String::from_utf8_lossy(&name));
@@ -501,6 +616,7 @@ async fn serve_conn(
                         String::from_utf8_lossy(&name)
                     );
                     let reply = Alive2Resp::failure(x_form).encode();
+                    drop(busy);
                     if write_reply(&mut stream, cfg, &reply).await.is_ok() {
                         // Like the C epmd, keep a refused registration's socket
                         // open until the client closes it, without a timeout;
@@ -562,6 +678,7 @@ async fn serve_conn(
             match res {
                 Ok(reg) => {
                     drop(guard);
+                    drop(busy);
                     debug!(
                         "registering '{}:{}' (extended)",
                         String::from_utf8_lossy(&name),
@@ -622,6 +739,24 @@ async fn hold_registration(stream: &mut TcpStream, stop: &Notify) {
     }
 }
 
+/// [`hold_registration`] for a live legacy registration: the byte that ends
+/// it is consumed only while no upgrade freezes the connection (the new
+/// process must see it instead).
+async fn hold_legacy(shared: &Shared, stream: &mut TcpStream, stop: &Notify) {
+    loop {
+        tokio::select! {
+            r = stream.readable() => if r.is_err() { return },
+            () = stop.notified() => return,
+        }
+        let _entered = shared.upgrade.gate().enter().await;
+        let mut byte = [0u8; 1];
+        match stream.try_read(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            _ => return,
+        }
+    }
+}
+
 /// Serves follow-up ALIVE3 and UNREG3 requests on a node's own connection
 /// until it closes, sends anything else, or is stopped. Requests may be
 /// pipelined here; they are answered in order.
@@ -636,6 +771,20 @@ async fn serve_ext_registration(
     // registration costs no buffer.
     let mut buf: Vec<u8> = Vec::new();
     loop {
+        tokio::select! {
+            r = stream.readable() => if r.is_err() { return },
+            () = stop.notified() => return,
+        }
+        // Held until the requests read now are answered, so an upgrade
+        // never hands over a connection with a request half served.
+        let _entered = shared.upgrade.gate().enter().await;
+        buf.reserve(INBUF_SIZE);
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
         while let Ok(Some(len)) = frame::check(&buf) {
             let reply = {
                 let body = &buf[2..2 + len];
@@ -665,17 +814,6 @@ async fn serve_ext_registration(
         }
         if buf.is_empty() {
             buf = Vec::new();
-        }
-        tokio::select! {
-            r = stream.readable() => if r.is_err() { return },
-            () = stop.notified() => return,
-        }
-        buf.reserve(INBUF_SIZE);
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
         }
     }
 }

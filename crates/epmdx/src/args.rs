@@ -20,6 +20,8 @@ pub(crate) enum Mode {
     Kill,
     /// `-stop NAME`.
     Stop(Vec<u8>),
+    /// `-upgrade`: in-place upgrade of the running daemon (epmdx only).
+    Upgrade,
 }
 
 /// Parsed options.
@@ -127,7 +129,7 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
                 a.systemd = true;
                 i += 1;
             }
-            flag @ ("-names" | "-started" | "-dump" | "-kill") => {
+            flag @ ("-names" | "-started" | "-dump" | "-kill" | "-upgrade") => {
                 if rest != 1 {
                     return Err(Usage);
                 }
@@ -135,6 +137,7 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
                     "-names" => Mode::Names,
                     "-started" => Mode::Started,
                     "-dump" => Mode::Dump,
+                    "-upgrade" => Mode::Upgrade,
                     _ => Mode::Kill,
                 };
                 return Ok(a);
@@ -197,6 +200,8 @@ mod tests {
         let a = p(&["-d", "-debug", "-daemon", "-relaxed_command_check"]).unwrap();
         assert_eq!((a.debug, a.daemon, a.relaxed), (2, true, true));
         assert_eq!(p(&["-bogus"]), Err(Usage));
+        assert_eq!(p(&["-port", "5", "-upgrade"]).unwrap().mode, Mode::Upgrade);
+        assert_eq!(p(&["-upgrade", "-port", "5"]), Err(Usage));
         assert_eq!(
             p(&["-address", "127.0.0.1,::1"])
                 .unwrap()

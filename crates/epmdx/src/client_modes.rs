@@ -1,4 +1,5 @@
 //! `-names`, `-started`, `-dump`, `-kill` and `-stop`: OTP's client modes,
+//! (and `-upgrade`, see [`crate::upgrade`]),
 //! with its exact output strings and exit codes (scripts grep them).
 
 use std::io::Write;
@@ -21,6 +22,9 @@ fn err(msg: &str) {
 /// Runs one client mode against the local daemon on `port`; returns the
 /// process exit code.
 pub(crate) async fn run(mode: &Mode, port: u16) -> i32 {
+    if matches!(mode, Mode::Upgrade) {
+        return crate::upgrade::client(port).await;
+    }
     let client = Client::local(port);
     let silent = matches!(mode, Mode::Started);
     if let Mode::Stop(name) = mode {
@@ -38,7 +42,7 @@ pub(crate) async fn run(mode: &Mode, port: u16) -> i32 {
             body.extend_from_slice(name);
             epmd_proto::frame::encode(&body)
         }
-        Mode::Daemon => unreachable!("daemon mode is not a client mode"),
+        Mode::Daemon | Mode::Upgrade => unreachable!("not a request of this module"),
     };
     let reply = match client.request_raw(&framed).await {
         Ok(r) => r,
@@ -99,6 +103,6 @@ pub(crate) async fn run(mode: &Mode, port: u16) -> i32 {
                 1
             }
         }
-        Mode::Daemon => unreachable!("daemon mode is not a client mode"),
+        Mode::Daemon | Mode::Upgrade => unreachable!("not a request of this module"),
     }
 }

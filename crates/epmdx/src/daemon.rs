@@ -86,22 +86,33 @@ fn systemd_listeners() -> Result<Vec<TcpListener>, String> {
     // SAFETY: systemd hands these descriptors (3.. 3+n) to this process,
     // which owns them from now on; nothing else in the process uses them.
     Ok((0..n)
-        .map(|i| unsafe { TcpListener::from_raw_fd(3 + i) })
+        .map(|i| {
+            // systemd leaves them inheritable; an upgrade passes them on
+            // explicitly, so nothing else we start should get them.
+            // SAFETY: fcntl on a descriptor this process owns.
+            unsafe { libc::fcntl(3 + i, libc::F_SETFD, libc::FD_CLOEXEC) };
+            unsafe { TcpListener::from_raw_fd(3 + i) }
+        })
         .collect())
 }
 
 /// Tells systemd the daemon is ready (`sd_notify` without libsystemd).
 fn systemd_notify(port: u16) {
+    sd_notify(&format!(
+        "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID={}",
+        std::process::id()
+    ));
+    debug!("notified systemd, port {port}");
+}
+
+/// Sends one `sd_notify` message, if systemd asked for them.
+pub(crate) fn sd_notify(msg: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
     let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
         return;
     };
-    let msg = format!(
-        "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID={}",
-        std::process::id()
-    );
     let path = path.to_string_lossy().into_owned();
     let sent = if let Some(abs) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
@@ -113,7 +124,6 @@ fn systemd_notify(port: u16) {
     if let Err(e) = sent {
         warn!("sd_notify failed: {e}");
     }
-    debug!("notified systemd, port {port}");
 }
 
 /// Detaches like the C epmd: fork, setsid, ignore SIGHUP, fork, chdir /,
@@ -153,6 +163,20 @@ fn daemonize() -> std::io::Result<()> {
 
 /// Runs the daemon; returns the process exit code.
 pub(crate) fn run(args: &Args) -> i32 {
+    // Resolved first: once the file is replaced this still names the path.
+    let exe = crate::upgrade::own_exe();
+    if let Some(fd) = epmd_server::handover::inherited() {
+        // Started by an upgrade: take over instead of binding. The old
+        // daemon already detached, so do not daemonise again.
+        log::init(args.debug, args.daemon);
+        return match fd.and_then(epmd_server::handover::Incoming::receive) {
+            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None),
+            Err(e) => {
+                error!("cannot take over from the previous daemon: {e}");
+                1
+            }
+        };
+    }
     log::init(args.debug, false);
     let addresses = match args.address.as_deref().map(listen::parse_address_list) {
         None => Vec::new(),
@@ -195,6 +219,25 @@ pub(crate) fn run(args: &Args) -> i32 {
         }
         log::init(args.debug, true);
     }
+    let _ = port;
+    serve(args, None, listeners, exe)
+}
+
+/// Runs the server on fresh listeners, or on what a previous daemon handed
+/// over; returns the exit code.
+fn serve(
+    args: &Args,
+    mut incoming: Option<epmd_server::handover::Incoming>,
+    listeners: Vec<TcpListener>,
+    exe: Option<std::path::PathBuf>,
+) -> i32 {
+    let first = incoming
+        .as_ref()
+        .map_or(listeners.first(), |i| i.listeners.first());
+    let port = first
+        .and_then(|l| l.local_addr().ok())
+        .map_or(args.port, |a| a.port());
+    let exe = incoming.as_ref().map(|i| i.exe.clone()).or(exe);
     let nofile = raise_nofile();
     let (max_pending, max_nodes) = connection_bounds(nofile);
     debug!("epmd running - daemon = {}", u8::from(args.daemon));
@@ -228,13 +271,52 @@ pub(crate) fn run(args: &Args) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the runtime: {e}");
+            if let Some(i) = incoming {
+                i.refuse(&format!("cannot start the runtime: {e}"));
+            }
             return 1;
         }
     };
+    let systemd = args.systemd;
     let result = rt.block_on(async {
-        let server = Server::new(cfg, listeners)?;
-        if args.systemd {
-            systemd_notify(port);
+        let server = match incoming.as_mut() {
+            Some(i) => Server::adopt(cfg, i),
+            None => Server::new(cfg, listeners),
+        };
+        let server = match server {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(i) = incoming.take() {
+                    i.refuse(&e.to_string());
+                }
+                return Err(e);
+            }
+        };
+        if let Some(exe) = exe {
+            server.set_upgrader(epmd_server::handover::Upgrader {
+                exe,
+                args: std::env::args_os().skip(1).collect(),
+                on_commit: Box::new(move |pid| {
+                    // The old main process hands the unit to the new one
+                    // (allowed with the default NotifyAccess=main).
+                    if systemd {
+                        sd_notify(&format!("MAINPID={pid}"));
+                    }
+                }),
+            });
+        }
+        match incoming.take() {
+            Some(i) => {
+                let (old, n) = (i.old_pid, server.registrations());
+                if let Err(e) = i.ready(n) {
+                    // The old daemon gave up on us (and serves on); so do we.
+                    error!("the previous daemon did not take our readiness: {e}");
+                    std::process::exit(1);
+                }
+                debug!("took over from pid {old}: {n} registrations");
+            }
+            None if systemd => systemd_notify(port),
+            None => {}
         }
         server.run().await
     });

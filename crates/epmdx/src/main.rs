@@ -11,12 +11,14 @@
 //! - [`daemon`]: binding, `-daemon`, `-systemd`, limits and the runtime.
 //! - [`ext_cli`]: the extended subcommands, with JSON output.
 //! - [`log`]: the C epmd's log line format and syslog.
+//! - [`upgrade`]: `-upgrade` and starting from a hand-over.
 
 mod args;
 mod client_modes;
 mod daemon;
 mod ext_cli;
 mod log;
+mod upgrade;
 
 use std::io::Write;
 

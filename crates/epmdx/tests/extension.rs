@@ -3,7 +3,7 @@
 //!
 //! - [`seed_illustration`] — nodes `s` (TCP + TLS + UDS over one connection),
 //!   `k` (legacy ALIVE2) and `m` (TCP + TLS), as in the 2013 e-mail; legacy
-//!   callers only ever see the plain-TCP default.
+//!   callers see the plain-TCP default, else TLS (docs/protocol.md §4).
 //! - [`ownership`] — only the registering connection may change a node, and
 //!   closing it removes every transport.
 //! - [`bounds`] — each refusal gets its documented status and leaves the
@@ -125,7 +125,8 @@ async fn seed_illustration() -> Result<()> {
         "NAMES3 m: {rm:?}"
     );
 
-    // Legacy NAMES (the OTP client mode): the plain-TCP default only.
+    // Legacy NAMES (the OTP client mode): the plain-TCP default, else TLS
+    // (docs/protocol.md §4).
     let text = legacy_names_cli(d.port).await?;
     ensure!(
         text.starts_with(&format!(
@@ -139,14 +140,11 @@ async fn seed_illustration() -> Result<()> {
         format!("name k at port {K_PORT}\n"),
         "name m at port 50001\n".into(),
         "name t at port 50012\n".into(),
+        "name tlsonly at port 50021\n".into(),
     ] {
         ensure!(text.contains(&line), "-names lacks {line:?}: {text}");
     }
-    ensure!(
-        !text.contains("tlsonly"),
-        "-names lists a TLS-only node: {text}"
-    );
-    for p in [S_TLS, 50002, 50011, 50021] {
+    for p in [S_TLS, 50002, 50011] {
         ensure!(
             !text.contains(&format!("port {p}\n")),
             "-names shows TLS port {p}: {text}"
@@ -156,6 +154,7 @@ async fn seed_illustration() -> Result<()> {
     ensure!(
         listed
             == [
+                ("tlsonly".into(), 50021),
                 ("t".into(), 50012),
                 ("m".into(), 50001),
                 ("k".into(), K_PORT),
@@ -209,8 +208,8 @@ async fn seed_illustration() -> Result<()> {
     ensure!(port2(&c, "t").await? == Some(50012), "t: TLS was first");
     ensure!(port2(&c, "m").await? == Some(50001));
     ensure!(
-        port2(&c, "tlsonly").await?.is_none(),
-        "a TLS-only node was given to a legacy caller"
+        port2(&c, "tlsonly").await? == Some(50021),
+        "a TLS-only node is its TLS port to a legacy caller"
     );
     ensure!(port2(&c, "k").await? == Some(K_PORT));
 
@@ -518,15 +517,19 @@ async fn bounds() -> Result<()> {
     }
     ensure!(c.port_please3("s", &[]).await?.context("s")? == full);
 
-    // UNREG3 of TCP makes legacy callers miss; adding it back restores them.
+    // UNREG3 of TCP leaves legacy callers the TLS port; adding TCP back
+    // restores it.
     s.remove("inet_tcp").await?;
     ensure!(
-        port2(&c, "s").await?.is_none(),
+        port2(&c, "s").await? == Some(S_TLS),
         "PORT_PLEASE2 after UNREG3 inet_tcp"
     );
     ensure!(
-        !names(&c).await?.iter().any(|(n, _)| n == "s"),
-        "NAMES lists s without TCP"
+        names(&c)
+            .await?
+            .iter()
+            .any(|(n, p)| n == "s" && *p == S_TLS),
+        "NAMES without TCP"
     );
     let rec = c.port_please3("s", &["inet_tls"]).await?.context("s")?;
     ensure!(triples(&rec) == [t3("inet_tls", S_TLS, "")]);

@@ -11,7 +11,7 @@ use erldist::logfmt::Truncated;
 use erldist::policy::PolicyError;
 use erldist::policy::{FirstOffered, Rule, RuleConfig, RulePolicy, SelectionPolicy};
 use erldist::transport::tls::{CaSource, TlsFiles};
-use erldist::transport::{ListenSpec, TransportError};
+use erldist::transport::{ListenSpec, Proto, TransportError};
 use erldist::{Node, NodeConfig};
 use serde::Deserialize;
 use tracing::{debug, enabled, info, Level};
@@ -107,6 +107,11 @@ struct TransportOpts {
     /// Do not try the next transport when the chosen one is unreachable.
     #[arg(long, global = true)]
     no_failover: bool,
+    /// The listen transport stock callers (PORT_PLEASE2, NAMES) are given
+    /// by epmdx, e.g. `inet_tls` for a stock TLS cluster (default: plain
+    /// TCP, else TLS).
+    #[arg(long, global = true)]
+    legacy_default: Option<String>,
 }
 
 /// The node's TOML configuration file.
@@ -117,6 +122,7 @@ struct NodeFile {
     listen: Option<Vec<String>>,
     uds_dir: Option<PathBuf>,
     failover: Option<bool>,
+    legacy_default: Option<String>,
     tls: Option<TlsFile>,
     policy: Option<RuleConfig>,
 }
@@ -168,6 +174,11 @@ fn apply_transport_opts(cli: &Cli, cfg: &mut NodeConfig) -> Result<Option<Vec<Li
         cfg.uds_dir = d;
     }
     cfg.failover = !o.no_failover && file.failover.unwrap_or(true);
+    if let Some(p) = o.legacy_default.as_ref().or(file.legacy_default.as_ref()) {
+        let proto = Proto::from_name(p)
+            .with_context(|| format!("legacy_default {p:?}: not a transport name"))?;
+        cfg.legacy_default = Some(proto);
+    }
     let file_name = o
         .config
         .as_ref()

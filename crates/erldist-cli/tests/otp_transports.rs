@@ -235,9 +235,9 @@ async fn tls_rust_dials_erlang_through_epmdx() {
 
 /// Erlang dials Rust over TLS. A stock node asks EPMD with PORT_PLEASE2,
 /// which carries no protocol; epmdx answers legacy callers with a node's
-/// plain-TCP transport only (docs/protocol.md §4), so a TLS-only Rust node
-/// registered in epmdx is invisible to a stock TLS node, and a TCP + TLS
-/// one hands it the TCP port. Against OTP's own epmd, the Rust node falls
+/// plain-TCP transport by default (docs/protocol.md §4), so a TCP + TLS
+/// Rust node registered in epmdx hands a stock TLS node the TCP port unless
+/// it marks TLS as its legacy default. Against OTP's own epmd, the Rust node falls
 /// back to ALIVE2 with its TLS port, which is exactly what a stock TLS node
 /// expects: that is the set-up used here for Erlang -> Rust (and Rust ->
 /// Erlang through the same daemon). The epmdx half below pins down the
@@ -303,7 +303,10 @@ async fn tls_erlang_dials_rust_through_otp_epmd() {
 }
 
 /// The epmdx half of the question above: what a stock TLS node gets for a
-/// Rust node registered through the extension.
+/// Rust node registered through the extension (docs/protocol.md §4): a
+/// TLS-only node's TLS port; for TCP + TLS the TCP port unless the node
+/// marks TLS as its legacy default (`legacy_default`), which is what a
+/// stock TLS cluster needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_erlang_to_rust_through_epmdx_legacy_answer() {
     let d = daemon(Subject::Epmdx);
@@ -319,23 +322,23 @@ async fn tls_erlang_to_rust_through_epmdx_legacy_answer() {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let client = Client::local(d.port);
+    let port_of = |n: &erldist::Node, p: Proto| n.transports().iter().find(|t| t.0 == p).unwrap().1;
 
-    // TLS only: a legacy miss, so the stock node cannot find it (pang).
+    // TLS only: legacy callers get the TLS port, so the stock node reaches it.
     let mut rc = config("r_tls", d.port, &[Proto::InetTls], &uds_dir);
     rc.tls = Some(certs.files("r"));
     let r = start(rc).await;
     assert!(r.registered_extended());
-    assert!(client
+    let info = client
         .port_please(&format!("r_tls_{}", d.port))
         .await
         .unwrap()
-        .is_none());
-    let t0 = Instant::now();
+        .expect("a TLS-only node is visible to legacy callers");
+    assert_eq!(info.port, port_of(&r, Proto::InetTls));
     assert_eq!(
         eval(&mut e, &format!("net_adm:ping('{}').", r.name())),
-        "pang"
+        "pong"
     );
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 
     // TCP + TLS: the stock node gets the TCP port and starts TLS on it; the
     // Rust TCP listener sees a TLS ClientHello and drops it (pang, quickly).
@@ -352,22 +355,55 @@ async fn tls_erlang_to_rust_through_epmdx_legacy_answer() {
         .await
         .unwrap()
         .unwrap();
-    let tcp_port = r2
-        .transports()
-        .iter()
-        .find(|t| t.0 == Proto::InetTcp)
-        .unwrap()
-        .1;
-    assert_eq!(info.port, tcp_port);
+    assert_eq!(info.port, port_of(&r2, Proto::InetTcp));
     let t0 = Instant::now();
     assert_eq!(
         eval(&mut e, &format!("net_adm:ping('{}').", r2.name())),
         "pang"
     );
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert!(conns(&r).is_empty() && conns(&r2).is_empty());
-    r.stop();
-    r2.stop();
+    assert!(conns(&r2).is_empty());
+
+    // TCP + TLS with TLS marked as the legacy default: both directions work.
+    let mut rc = config(
+        "r_mark",
+        d.port,
+        &[Proto::InetTcp, Proto::InetTls],
+        &uds_dir,
+    )
+    .with_legacy_default(Some(Proto::InetTls));
+    rc.tls = Some(certs.files("r"));
+    let r3 = start(rc).await;
+    let info = client
+        .port_please(&format!("r_mark_{}", d.port))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.port, port_of(&r3, Proto::InetTls));
+    let names = client.names().await.unwrap();
+    assert!(names.contains(&(format!("r_mark_{}", d.port), port_of(&r3, Proto::InetTls))));
+    assert_eq!(
+        eval(&mut e, &format!("net_adm:ping('{}').", r3.name())),
+        "pong"
+    );
+    assert_eq!(erl_conn_protocol(&mut e, r3.name()), "{tls,inet}");
+    assert_eq!(conns(&r3), [(e_name.clone(), "inet_tls".to_owned())]);
+    assert!(within(LONG, "ping back", r3.ping(&e_name)).await);
+    // Rust -> Erlang on a fresh connection, looked up through epmdx.
+    let mut rc = config(
+        "r_mark2",
+        d.port,
+        &[Proto::InetTcp, Proto::InetTls],
+        &uds_dir,
+    )
+    .with_legacy_default(Some(Proto::InetTls));
+    rc.tls = Some(certs.files("r"));
+    let r4 = start(rc).await;
+    assert!(within(LONG, "r_mark2 pings e", r4.ping(&e_name)).await);
+    assert_eq!(conns(&r4), [(e_name.clone(), "inet_tls".to_owned())]);
+    for n in [&r, &r2, &r3, &r4] {
+        n.stop();
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
+//! - [`upgrade`]: a daemon run from a replaceable copy, followed across
+//!   in-place upgrades.
 
 pub mod bench;
 pub mod corpus;
@@ -28,6 +30,7 @@ pub mod netns;
 pub mod process;
 pub use net::{accepts, have_ipv6_loopback, names_answers_at};
 pub use process::{run_with_timeout, Background, Finished, LineProcess};
+pub mod upgrade;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

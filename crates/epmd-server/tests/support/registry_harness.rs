@@ -247,8 +247,16 @@ fn is_plain_tcp(proto: &[u8]) -> bool {
     proto == b"inet_tcp" || proto == b"inet6_tcp"
 }
 
+fn is_tls(proto: &[u8]) -> bool {
+    proto == b"inet_tls" || proto == b"inet6_tls"
+}
+
+/// What legacy callers see of an unmarked node (docs/protocol.md §4): the
+/// first plain-TCP transport, else the first TLS one.
 fn first_plain_tcp(ts: &[MTransport]) -> Option<&MTransport> {
-    ts.iter().find(|t| is_plain_tcp(&t.proto))
+    ts.iter()
+        .find(|t| is_plain_tcp(&t.proto))
+        .or_else(|| ts.iter().find(|t| is_tls(&t.proto)))
 }
 
 #[derive(Debug, Clone)]
@@ -647,8 +655,8 @@ impl Harness {
         assert_eq!(reg.names_lines(), want_names, "step {step}: NAMES");
         assert_eq!(reg.dump_lines(), want_dump, "step {step}: DUMP");
 
-        // PORT_PLEASE2: the ALIVE2 fields, or the first plain-TCP transport;
-        // never a TLS or Unix-socket one.
+        // PORT_PLEASE2: the ALIVE2 fields, or the first plain-TCP transport,
+        // else the first TLS one; never a Unix-socket one.
         for name in NAMES.iter().chain([&b"nobody"[..]].iter()) {
             let got = reg.port2_reply(name).map(|r| {
                 PortInfo::decode_reply(&r)
@@ -682,7 +690,7 @@ impl Harness {
                 if matches!(m.live[i].kind, MKind::Ext(_)) {
                     let proto = proto_of_port(info.port).expect("port from the table");
                     assert!(
-                        is_plain_tcp(proto),
+                        is_plain_tcp(proto) || is_tls(proto),
                         "step {step}: PORT2 for {name:?} points at {proto:?}"
                     );
                 }
@@ -791,6 +799,7 @@ fn alive3<'a>(name: &'a [u8], node_type: u8, high: u16, low: u16, ts: &[T]) -> A
                 extra: t.extra(),
             })
             .collect(),
+        legacy_default: 0,
     }
 }
 

@@ -83,6 +83,7 @@ pub fn alive3<'a>(name: &'a str, transports: &[TransportRef<'a>]) -> ext::Alive3
         low: 6,
         name: name.as_bytes(),
         transports: transports.to_vec(),
+        legacy_default: 0,
     }
 }
 

@@ -56,6 +56,10 @@ pub struct NodeConfig {
     /// failed-cookie lockout per (address, claimed name); see
     /// [`crate::admission`].
     pub admission: AdmissionConfig,
+    /// The transport stock callers (PORT_PLEASE2, NAMES) get from epmdx;
+    /// `None`: the daemon's default, plain TCP before TLS
+    /// (docs/protocol.md §4).
+    pub legacy_default: Option<Proto>,
 }
 
 impl NodeConfig {
@@ -76,11 +80,18 @@ impl NodeConfig {
             net_ticktime: Duration::from_secs(60),
             setup_time: Duration::from_secs(7),
             admission: AdmissionConfig::default(),
+            legacy_default: None,
         }
     }
 }
 
 impl NodeConfig {
+    /// Marks the transport stock callers are given (`--legacy-default`).
+    pub fn with_legacy_default(mut self, proto: Option<Proto>) -> Self {
+        self.legacy_default = proto;
+        self
+    }
+
     /// Hidden nodes do not join the peer's `nodes()` list.
     pub fn with_hidden(mut self, hidden: bool) -> Self {
         self.hidden = hidden;

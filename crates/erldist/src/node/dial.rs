@@ -80,25 +80,28 @@ impl Inner {
         };
         let offers: Vec<Offer> = if rec.legacy {
             // EPMD cannot tell what a legacy registration speaks: offer every
-            // IP transport this node speaks on its port, plain TCP first.
+            // IP transport this node speaks on its port, plain TCP first, or
+            // this node's legacy default first (a stock TLS cluster).
             let t = rec.transports.first();
-            [
+            let mut order = [
                 Proto::InetTcp,
                 Proto::Inet6Tcp,
                 Proto::InetTls,
                 Proto::Inet6Tls,
-            ]
-            .into_iter()
-            .filter(|p| speaks.contains(p))
-            .filter_map(|proto| {
-                Some(Offer {
-                    proto,
-                    port: t?.port,
-                    extra: t?.extra.clone(),
-                    legacy: true,
+            ];
+            order.sort_by_key(|p| Some(*p) != self.cfg.legacy_default);
+            order
+                .into_iter()
+                .filter(|p| speaks.contains(p))
+                .filter_map(|proto| {
+                    Some(Offer {
+                        proto,
+                        port: t?.port,
+                        extra: t?.extra.clone(),
+                        legacy: true,
+                    })
                 })
-            })
-            .collect()
+                .collect()
         } else {
             rec.transports
                 .iter()

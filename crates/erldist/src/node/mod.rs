@@ -167,7 +167,14 @@ impl Node {
             // Like `-dist_listen false`: a random creation of at least 4.
             (random_u32().max(4), None)
         } else {
-            let (c, r) = register(&alive, &transports, cfg.epmd_port, cfg.hidden).await?;
+            let (c, r) = register(
+                &alive,
+                &transports,
+                cfg.epmd_port,
+                cfg.hidden,
+                cfg.legacy_default,
+            )
+            .await?;
             (c, Some(r))
         };
         let (withdraw_tx, withdraw_rx) = mpsc::unbounded_channel();
@@ -197,6 +204,7 @@ impl Node {
                 transports: node.inner.transports.clone(),
                 epmd_port: node.inner.cfg.epmd_port,
                 hidden: node.inner.cfg.hidden,
+                legacy_default: node.inner.cfg.legacy_default,
                 events: node.inner.events.clone(),
                 extended: node.inner.registered.clone(),
                 withdraw: withdraw_rx,

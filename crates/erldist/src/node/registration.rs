@@ -46,6 +46,7 @@ pub(super) struct Registrar {
     pub(super) transports: Vec<(Proto, u16, Vec<u8>)>,
     pub(super) epmd_port: u16,
     pub(super) hidden: bool,
+    pub(super) legacy_default: Option<Proto>,
     pub(super) events: broadcast::Sender<NodeEvent>,
     /// Whether the current registration uses the extension; `None` while
     /// unregistered.
@@ -87,7 +88,15 @@ impl Registrar {
             let mut delay = BACKOFF_MIN;
             let mut attempt = 1u32;
             reg = loop {
-                match register(&self.alive, &self.transports, self.epmd_port, self.hidden).await {
+                let r = register(
+                    &self.alive,
+                    &self.transports,
+                    self.epmd_port,
+                    self.hidden,
+                    self.legacy_default,
+                )
+                .await;
+                match r {
                     Ok((creation, r)) => {
                         info!(
                             attempt,
@@ -125,6 +134,7 @@ pub(super) async fn register(
     transports: &[(Proto, u16, Vec<u8>)],
     epmd_port: u16,
     hidden: bool,
+    legacy_default: Option<Proto>,
 ) -> Result<(u32, Registration), NodeError> {
     let client = Client::local(epmd_port);
     let spec = NodeSpec {
@@ -132,6 +142,7 @@ pub(super) async fn register(
         node_type: epmd_proto::NodeType::hidden(hidden).code(),
         high: 6,
         low: 6,
+        legacy_default: legacy_default.map(Proto::name),
     };
     let refs: Vec<epmd_proto::ext::TransportRef<'_>> = transports
         .iter()
@@ -146,7 +157,8 @@ pub(super) async fn register(
         Err(ClientError::Unsupported) => {
             let (proto, port) = transports
                 .iter()
-                .find(|(p, _, _)| p.is_plain_tcp())
+                .find(|(p, _, _)| Some(*p) == legacy_default)
+                .or_else(|| transports.iter().find(|(p, _, _)| p.is_plain_tcp()))
                 .or_else(|| transports.iter().find(|(p, _, _)| p.is_tls()))
                 .map(|(p, port, _)| (*p, *port))
                 .ok_or_else(|| {
