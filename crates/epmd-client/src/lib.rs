@@ -103,6 +103,7 @@ impl<'a> NodeSpec<'a> {
             node_type: node_type.code(),
             high: 6,
             low: 6,
+            legacy_default: None,
         }
     }
 
