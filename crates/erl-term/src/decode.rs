@@ -39,10 +39,13 @@ pub const DEFAULT_MAX_INFLATED: usize = 256 << 20;
 /// claiming more than this ratio is refused before its buffer is allocated.
 const MAX_ZLIB_RATIO: usize = 1032;
 
-/// Default cap on a big integer's magnitude: 64 KiB of digits (524,288
-/// bits). Larger ones are refused with [`DecodeError::BigTooLarge`], so a
-/// peer cannot hand the node a number whose decimal printing takes minutes.
-pub const DEFAULT_MAX_BIG_BYTES: usize = 64 << 10;
+/// Default cap on a big integer's magnitude: 4 MiB of digits (2^25 bits),
+/// the same bound erts enforces (`1 bsl 33554431` is already a
+/// `system_limit` on OTP 25), so every bignum an OTP node can send is
+/// accepted and nothing larger. Larger ones are refused with
+/// [`DecodeError::BigTooLarge`]. Printing is bounded separately: callers
+/// must not format big integers in decimal without a limit.
+pub const DEFAULT_MAX_BIG_BYTES: usize = 4 << 20;
 
 /// What one decoded term is charged against [`DecodeOptions::max_memory`]:
 /// the size of a [`Term`] slot, plus the heap bytes it owns.

@@ -63,18 +63,18 @@ fn binary_bytes_are_charged() {
 
 #[test]
 fn bignum_digits_are_bounded() {
-    // LARGE_BIG_EXT with 70,000 digit bytes, over the 64 KiB default.
-    let n: u32 = 70_000;
+    // LARGE_BIG_EXT with one digit byte more than the 4 MiB default.
+    let n: u32 = (4 << 20) + 1;
     let mut bytes = vec![131, 111];
     bytes.extend_from_slice(&n.to_be_bytes());
     bytes.push(0);
     bytes.extend(std::iter::repeat_n(1u8, n as usize));
     assert_eq!(
         erl_term::decode(&bytes).unwrap_err(),
-        DecodeError::BigTooLarge(70_000)
+        DecodeError::BigTooLarge(n as usize)
     );
     assert!(DecodeOptions::new()
-        .max_big_bytes(1 << 20)
+        .max_big_bytes(8 << 20)
         .decode(&bytes)
         .is_ok());
 }

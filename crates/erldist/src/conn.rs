@@ -28,7 +28,11 @@ pub(crate) const MAX_PACKET: usize = 256 << 20;
 /// Memory budget of one received message, per byte of its frame: the
 /// decoded terms (each [`erl_term::TERM_COST`] bytes plus what it owns) and
 /// any inflated compressed term may take this many bytes per frame byte.
-const BUDGET_PER_FRAME_BYTE: usize = 16;
+/// An uncompressed term can hold one term per wire byte (a list of `[]`),
+/// so anything below `TERM_COST` would refuse honest messages; 64 covers
+/// that and leaves compression a 64x ratio.
+const BUDGET_PER_FRAME_BYTE: usize = 64;
+const _: () = assert!(BUDGET_PER_FRAME_BYTE >= erl_term::TERM_COST);
 
 /// The budget of a small message is never below this.
 const MIN_MESSAGE_BUDGET: usize = 1 << 20;
@@ -508,6 +512,6 @@ mod budget_tests {
     #[test]
     fn budget_scales_with_the_frame() {
         assert_eq!(message_budget(10), MIN_MESSAGE_BUDGET);
-        assert_eq!(message_budget(1 << 20), 16 << 20);
+        assert_eq!(message_budget(1 << 20), 64 << 20);
     }
 }
