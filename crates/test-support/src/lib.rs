@@ -19,11 +19,13 @@
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
+//! - [`docs`]: the documents' command blocks, for the tests that run them.
 //! - [`upgrade`]: a daemon run from a replaceable copy, followed across
 //!   in-place upgrades.
 
 pub mod bench;
 pub mod corpus;
+pub mod docs;
 pub mod erl;
 pub mod net;
 pub mod netns;

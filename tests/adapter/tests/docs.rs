@@ -7,81 +7,14 @@ mod common;
 
 use std::process::Command;
 
+use test_support::docs::shell_words;
+
 use anyhow::{bail, ensure, Context, Result};
 use common::*;
 
-/// The fenced block that follows `<!-- tested: name`.
+/// The fenced block of docs/erlang.md marked `tested: name`.
 fn doc_block(name: &str) -> Result<String> {
-    let doc = std::fs::read_to_string(repo_root().join("docs/erlang.md"))?;
-    let marker = format!("<!-- tested: {name} ");
-    let at = doc
-        .find(&marker)
-        .with_context(|| format!("docs/erlang.md has no {marker:?}"))?;
-    let rest = &doc[at..];
-    let open = rest.find("```").context("no fence")?;
-    let body = &rest[open..];
-    let start = body.find('\n').context("fence line")? + 1;
-    let end = body[start..].find("```").context("unclosed fence")?;
-    Ok(body[start..start + end].to_owned())
-}
-
-/// Splits a shell command line: whitespace, '...', "..." and backslashes
-/// (a backslash-newline joins lines).
-fn shell_words(s: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut have = false;
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        match c {
-            '\'' => {
-                have = true;
-                loop {
-                    match it.next() {
-                        Some('\'') => break,
-                        Some(x) => cur.push(x),
-                        None => bail!("unclosed ' in {s}"),
-                    }
-                }
-            }
-            '"' => {
-                have = true;
-                loop {
-                    match it.next() {
-                        Some('"') => break,
-                        Some('\\') => {
-                            if let Some(x) = it.next() {
-                                cur.push(x);
-                            }
-                        }
-                        Some(x) => cur.push(x),
-                        None => bail!("unclosed \" in {s}"),
-                    }
-                }
-            }
-            '\\' => match it.next() {
-                Some('\n') | None => {}
-                Some(x) => {
-                    have = true;
-                    cur.push(x);
-                }
-            },
-            c if c.is_whitespace() => {
-                if have {
-                    out.push(std::mem::take(&mut cur));
-                    have = false;
-                }
-            }
-            c => {
-                have = true;
-                cur.push(c);
-            }
-        }
-    }
-    if have {
-        out.push(cur);
-    }
-    Ok(out)
+    test_support::docs::block("docs/erlang.md", name)
 }
 
 /// Replaces the document's example paths with the fixture's.
@@ -416,16 +349,7 @@ fn documented_names3_build_policy_and_selector_flags() -> Result<()> {
 #[test]
 fn readme_adapter_command_line() -> Result<()> {
     let fx = Fixture::new()?;
-    let readme = std::fs::read_to_string(repo_root().join("README.md"))?;
-    let at = readme
-        .find("<!-- tested: adapter ")
-        .context("README.md has no adapter block")?;
-    let rest = &readme[at..];
-    let open = rest.find("```").context("fence")?;
-    let body = &rest[open..];
-    let start = body.find('\n').context("fence line")? + 1;
-    let end = body[start..].find("```").context("unclosed fence")?;
-    let text = body[start..start + end]
+    let text = test_support::docs::block("README.md", "adapter")?
         .replace("target/erlang/ebin", &ebin().display().to_string())
         .replace(
             "/abs/path/ssl_dist.conf",

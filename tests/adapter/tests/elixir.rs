@@ -58,18 +58,9 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The fenced block after `<!-- tested: NAME ` in docs/erlang.md.
+/// The fenced block of docs/erlang.md marked `tested: NAME`.
 fn doc_block(name: &str) -> Result<String> {
-    let doc = std::fs::read_to_string(repo_root().join("docs/erlang.md"))?;
-    let at = doc
-        .find(&format!("<!-- tested: {name} "))
-        .with_context(|| format!("docs/erlang.md has no {name} block"))?;
-    let rest = &doc[at..];
-    let open = rest.find("```").context("fence")? + 3;
-    let body = &rest[open..];
-    let start = body.find('\n').context("fence line")? + 1;
-    let end = body[start..].find("```").context("unclosed fence")?;
-    Ok(body[start..start + end].to_owned())
+    test_support::docs::block("docs/erlang.md", name)
 }
 
 /// The release's `start`, killed by PID on drop (the scripts exec down to
