@@ -263,3 +263,43 @@ fn address_any_listens_as_the_fixed_epmd() {
         }
     }
 }
+
+/// A host with IPv6 disabled (erlang/otp#11402, the case that the first
+/// GHSA-h6f3-hx58-xhj6 fix broke and #11409 repaired): with
+/// `-address 127.0.0.1` the implicit `::1` cannot be bound, which is logged
+/// and not fatal, so the daemon serves on 127.0.0.1. OTP 25's epmd already
+/// behaves so (erlang/otp#5762); the fixed epmd again does, and so must
+/// epmdx. Run in a network namespace whose IPv6 stack the test disables.
+#[test]
+fn ipv4_only_host_with_address_loopback_serves() {
+    let ns = match test_support::netns::Namespace::create(&format!(
+        "epmdx-v4only-{}",
+        std::process::id()
+    )) {
+        Ok(ns) => ns,
+        Err(e) => panic!("network namespace (needs root and iproute2): {e:#}"),
+    };
+    ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1")
+        .expect("disable IPv6 in the namespace");
+    ns.sysctl("net/ipv6/conf/lo/disable_ipv6", "1")
+        .expect("disable IPv6 on lo");
+    ns.run_in(|| {
+        differential_plain(
+            "ipv4_only_host_with_address_loopback_serves",
+            |subject, t| {
+                anyhow::ensure!(
+                    !have_ipv6_loopback(),
+                    "::1 still bindable inside the namespace"
+                );
+                for arg in ["127.0.0.1", "127.0.0.1,127.0.0.2"] {
+                    let (p, port) = start_running(subject, &["-address", arg], v4)?;
+                    t.push(&format!("-address {arg}"), "serves on 127.0.0.1".to_owned());
+                    anyhow::ensure!(names_answers_at(v4(port)));
+                    drop(p);
+                }
+                Ok(())
+            },
+        );
+    })
+    .expect("run in the namespace");
+}
