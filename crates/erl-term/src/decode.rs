@@ -18,7 +18,7 @@ use std::fmt;
 
 use crate::tag;
 use crate::term::{
-    last_byte_mask, Atom, BigInt, Export, Fun, Pid, Port, Reference, Term, MAX_ATOM_CHARS,
+    last_byte_mask, Atom, BigInt, Export, Fun, Pid, Port, Record, Reference, Term, MAX_ATOM_CHARS,
 };
 
 /// Default nesting limit: containers (tuples, lists, maps, fun
@@ -123,6 +123,10 @@ pub enum DecodeError {
     /// [`DecodeOptions::max_big_bytes`] allows.
     #[error("big integer of {0} bytes exceeds the limit")]
     BigTooLarge(usize),
+    /// A RECORD_EXT with reserved flag bits set or a field name twice,
+    /// both of which erts refuses.
+    #[error("bad native record: {0}")]
+    BadRecord(&'static str),
 }
 
 type Result<T> = std::result::Result<T, DecodeError>;
@@ -491,6 +495,7 @@ impl<'a, 'c> Decoder<'a, 'c> {
             tag::EXPORT_EXT => self.export(),
             tag::NEW_FUN_EXT => self.fun(depth),
             tag::FLOAT_EXT => self.old_float(),
+            tag::RECORD_EXT => self.record(depth),
             _ => Err(DecodeError::UnknownTag(t)),
         }
     }
@@ -786,6 +791,42 @@ impl<'a, 'c> Decoder<'a, 'c> {
         })))
     }
 
+    /// RECORD_EXT (see [`tag::RECORD_EXT`] for the layout and its source).
+    /// As erts: the flags byte must be 0 or 1, field names may be atom
+    /// cache references, and a name given twice fails the decode.
+    fn record(&mut self, depth: usize) -> Result<Term> {
+        let depth = self.enter(depth)?;
+        let n = self.u32()? as usize;
+        let exported = match self.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::BadRecord("reserved flag bits set")),
+        };
+        let module = self.atom()?;
+        let name = self.atom()?;
+        // A field takes at least a 2-byte name and a 1-byte value.
+        let n = self.count(n, 3)?;
+        let mut names = Vec::with_capacity(self.reserve(n));
+        for _ in 0..n {
+            // The name's slot in the field pair, beyond the value's TERM_COST.
+            self.charge(size_of::<Atom>())?;
+            names.push(self.atom()?);
+        }
+        if has_duplicate(&names) {
+            return Err(DecodeError::BadRecord("a field name appears twice"));
+        }
+        let mut fields = Vec::with_capacity(names.len());
+        for field in names {
+            fields.push((field, self.term(depth)?));
+        }
+        Ok(Term::Record(Box::new(Record {
+            module,
+            name,
+            exported,
+            fields,
+        })))
+    }
+
     /// FLOAT_EXT: 31 bytes of `printf("%.20e")` text, NUL-padded.
     #[cold]
     fn old_float(&mut self) -> Result<Term> {
@@ -797,6 +838,20 @@ impl<'a, 'c> Decoder<'a, 'c> {
             _ => Err(DecodeError::BadFloat),
         }
     }
+}
+
+/// Whether an atom occurs twice: a scan for the few fields records have,
+/// a sort above that, so a hostile field count stays `n log n`.
+fn has_duplicate(names: &[Atom]) -> bool {
+    if names.len() <= 16 {
+        return names
+            .iter()
+            .enumerate()
+            .any(|(i, a)| names[..i].contains(a));
+    }
+    let mut sorted: Vec<&str> = names.iter().map(Atom::as_str).collect();
+    sorted.sort_unstable();
+    sorted.windows(2).any(|w| w[0] == w[1])
 }
 
 const MEMO_SLOTS: usize = 16;

@@ -14,7 +14,10 @@
 //! - pids as NEW_PID_EXT, references as NEWER_REFERENCE_EXT, ports as
 //!   NEW_PORT_EXT or, for ids over 28 bits, V4_PORT_EXT (OTP's
 //!   `ERTS_MAX_V3_PORT_NUMBER` rule);
-//! - `fun M:F/A` as EXPORT_EXT and closures as NEW_FUN_EXT.
+//! - `fun M:F/A` as EXPORT_EXT and closures as NEW_FUN_EXT;
+//! - native records as RECORD_EXT, as OTP 29 sends them: field count, flags
+//!   byte, module, name, the field names, then the values, fields in the
+//!   record's order.
 //!
 //! The output simply grows as it is written: measured with callgrind, an
 //! exact sizing pass first (OTP's `erts_encode_ext_size` approach) costs
@@ -113,6 +116,16 @@ pub fn encoded_len(term: &Term) -> usize {
         Term::Reference(r) => 1 + 2 + atom_len(&r.node) + 4 + 4 * r.ids.len(),
         Term::Export(e) => 1 + atom_len(&e.module) + atom_len(&e.function) + 2,
         Term::Fun(f) => 1 + fun_size(f),
+        Term::Record(r) => {
+            1 + 4
+                + 1
+                + atom_len(&r.module)
+                + atom_len(&r.name)
+                + r.fields
+                    .iter()
+                    .map(|(k, v)| atom_len(k) + encoded_len(v))
+                    .sum::<usize>()
+        }
     }
 }
 
@@ -304,6 +317,19 @@ fn write(term: &Term, out: &mut Vec<u8>) {
             out.push(e.arity);
         }
         Term::Fun(f) => write_fun(f, out),
+        Term::Record(r) => {
+            out.push(tag::RECORD_EXT);
+            out.extend_from_slice(&len32(r.fields.len()));
+            out.push(u8::from(r.exported));
+            write_atom(&r.module, out);
+            write_atom(&r.name, out);
+            for (k, _) in &r.fields {
+                write_atom(k, out);
+            }
+            for (_, v) in &r.fields {
+                write(v, out);
+            }
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //!   `#Ref<node@host.3.2.1>` (id words most significant first, as OTP
 //!   prints them), `#Port<node@host.5>`, `#Fun<module.OldIndex.OldUniq>`,
 //!   `fun m:f/1`.
+//! - Native records print in EEP 79's syntax, `#module:name{a = 1,b = 2}`
+//!   (the `exported` flag is not shown); [`parse`](crate::parse()) does
+//!   not read them back.
 
 use std::fmt::{self, Write};
 
@@ -106,6 +109,22 @@ fn write_term(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("#Fun<")?;
             write_atom(fun.module.as_str(), f)?;
             write!(f, ".{}.{}>", fun.old_index, fun.old_uniq)
+        }
+        Term::Record(r) => {
+            f.write_char('#')?;
+            write_atom(r.module.as_str(), f)?;
+            f.write_char(':')?;
+            write_atom(r.name.as_str(), f)?;
+            f.write_char('{')?;
+            for (i, (k, v)) in r.fields.iter().enumerate() {
+                if i > 0 {
+                    f.write_char(',')?;
+                }
+                write_atom(k.as_str(), f)?;
+                f.write_str(" = ")?;
+                write_term(v, f)?;
+            }
+            f.write_char('}')
         }
     }
 }

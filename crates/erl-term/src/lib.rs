@@ -8,7 +8,9 @@
 //! (NEW_FUN_EXT, carried through opaquely). It also decodes the legacy forms
 //! that `binary_to_term` still reads (Latin-1 atoms, FLOAT_EXT, PID_EXT,
 //! PORT_EXT, REFERENCE_EXT, NEW_REFERENCE_EXT), ATOM_CACHE_REF through a
-//! caller-supplied lookup, and zlib-compressed terms (tag 80).
+//! caller-supplied lookup, and zlib-compressed terms (tag 80). OTP 29's
+//! native records (RECORD_EXT, tag 67) are decoded and re-encoded byte for
+//! byte ([`Record`]).
 //!
 //! ```
 //! use erl_term::{decode, encode, parse, Term};
@@ -54,7 +56,8 @@
 //! # Layout
 //!
 //! - [`term`]: [`Term`], [`Atom`], [`BigInt`], [`Pid`], [`Port`],
-//!   [`Reference`], [`Export`], [`Fun`], and their equality and hashing.
+//!   [`Reference`], [`Export`], [`Fun`], [`Record`], and their equality and
+//!   hashing.
 //! - [`tag`]: the tag bytes.
 //! - [`decode`](mod@decode): [`decode()`], [`decode_used`], [`decode_term`],
 //!   [`decode_with_cache`], [`DecodeOptions`] and [`DecodeError`].
@@ -81,5 +84,5 @@ pub use encode::{encode, encode_compressed, encode_to, encoded_len};
 pub use format::{format, format_float};
 pub use parse::{parse, ParseError};
 pub use term::{
-    Atom, AtomTooLong, BigInt, Export, Fun, Pid, Port, Reference, Term, MAX_ATOM_CHARS,
+    Atom, AtomTooLong, BigInt, Export, Fun, Pid, Port, Record, Reference, Term, MAX_ATOM_CHARS,
 };

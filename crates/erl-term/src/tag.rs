@@ -71,3 +71,14 @@ pub const V4_PORT_EXT: u8 = 120;
 /// OTP 26's node-local encoding (`term_to_binary(T, [local])`); never sent
 /// between nodes. Not supported.
 pub const LOCAL_EXT: u8 = 121;
+/// OTP 29's native record (EEP 79): `u32` field count N, a flags byte
+/// (bit 0: the definition is exported; the other bits must be 0), module
+/// atom, record-name atom, N field-name atoms, then N values in the same
+/// order. Layout from `erts/emulator/beam/external.c` (`enc_term_int`'s
+/// `RECORD_DEF` case, `dec_term`'s `RECORD_EXT` case) at
+/// garazdawi/otp@40b45c1359afcb09d4757029cb07fc8b559ddb4d and the tag
+/// (`'C'`) from `erts/emulator/beam/external.h` at
+/// garazdawi/otp@bbc057bbd1a3a6603819c61f45ea53f1edda478e: a fork of
+/// erlang/otp carrying its native-record code (erlang/otp#10617) with the
+/// atom-cache fix (#10676) and the duplicate-field check (#11410).
+pub const RECORD_EXT: u8 = 67;

@@ -356,6 +356,27 @@ pub struct Fun {
     pub free_vars: Vec<Term>,
 }
 
+/// A native record (OTP 29, EEP 79), as RECORD_EXT carries it.
+///
+/// erts sends one whenever a message holds a native record, whatever the
+/// peer's distribution flags say, so a node that cannot decode it loses the
+/// message. The wire form keeps the fields in the definition's order, and
+/// so does this type; equality compares module, name, the `exported` flag
+/// and the fields in that order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// The module that defines the record.
+    pub module: Atom,
+    /// The record's name.
+    pub name: Atom,
+    /// Whether the definition is exported (`-export_record`); the wire's
+    /// flags byte, 0 or 1.
+    pub exported: bool,
+    /// Field names and values, in definition order. Names are distinct: the
+    /// decoder refuses duplicates, as erts does.
+    pub fields: Vec<(Atom, Term)>,
+}
+
 /// An Erlang term.
 ///
 /// See the [module docs](self) for how equality treats the several Rust
@@ -407,6 +428,8 @@ pub enum Term {
     Export(Box<Export>),
     /// A closure.
     Fun(Box<Fun>),
+    /// A native record (OTP 29's RECORD_EXT).
+    Record(Box<Record>),
 }
 
 impl Term {
@@ -784,6 +807,7 @@ impl PartialEq for Term {
             (Self::Reference(a), Self::Reference(b)) => a == b,
             (Self::Export(a), Self::Export(b)) => a == b,
             (Self::Fun(a), Self::Fun(b)) => a == b,
+            (Self::Record(a), Self::Record(b)) => a == b,
             _ => {
                 if self.is_list() && other.is_list() {
                     return lists_eq(self, other);
@@ -815,6 +839,7 @@ const H_PORT: u8 = 9;
 const H_REF: u8 = 10;
 const H_EXPORT: u8 = 11;
 const H_FUN: u8 = 12;
+const H_RECORD: u8 = 13;
 
 fn hash_int<H: Hasher>(v: IntRef<'_>, state: &mut H) {
     state.write_u8(H_INT);
@@ -908,6 +933,10 @@ impl Hash for Term {
             Self::Fun(f) => {
                 state.write_u8(H_FUN);
                 f.hash(state);
+            }
+            Self::Record(r) => {
+                state.write_u8(H_RECORD);
+                r.hash(state);
             }
             // Handled above.
             Self::Integer(_)

@@ -3,7 +3,7 @@
 
 use erl_term::{
     decode, decode_term, decode_used, encode, encoded_len, parse, Atom, BigInt, Export, Fun, Pid,
-    Port, Reference, Term,
+    Port, Record, Reference, Term,
 };
 use proptest::prelude::*;
 
@@ -112,6 +112,30 @@ fn nest(leaf: BoxedStrategy<Term>, funs: bool) -> impl Strategy<Value = Term> {
                 .boxed(),
         ];
         if funs {
+            // Native records with distinct field names (the decoder
+            // refuses duplicates, as erts does).
+            options.push(
+                (
+                    atom(),
+                    atom(),
+                    any::<bool>(),
+                    prop::collection::vec(inner.clone(), 0..4),
+                )
+                    .prop_map(|(module, name, exported, values)| {
+                        let fields = values
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (Atom::new(&format!("f{i}")).unwrap(), v))
+                            .collect();
+                        Term::Record(Box::new(Record {
+                            module,
+                            name,
+                            exported,
+                            fields,
+                        }))
+                    })
+                    .boxed(),
+            );
             options.push(
                 (
                     atom(),

@@ -502,11 +502,26 @@ mod budget_tests {
 
     #[test]
     fn unknown_tag_is_an_error_for_that_message_only() {
-        // Tag 67 (RECORD_EXT, OTP 29) is not decoded: the packet fails,
-        // and read_loop drops just that frame.
-        let err = decode_packet(&body(&[131, 67, 0])).unwrap_err();
-        assert!(err.to_string().contains("tag 67"), "{err}");
+        // Tag 66 is unassigned: the packet fails, and read_loop drops just
+        // that frame.
+        let err = decode_packet(&body(&[131, 66, 0])).unwrap_err();
+        assert!(err.to_string().contains("tag 66"), "{err}");
         assert!(decode_packet(&body(&erl_term::encode(&Term::Nil))).is_ok());
+    }
+
+    #[test]
+    fn native_records_are_decoded() {
+        // OTP 29 sends RECORD_EXT (tag 67) whatever the flags say:
+        // #m:r{a = 1}.
+        let rec = [
+            131, 67, 0, 0, 0, 1, 0, 119, 1, b'm', 119, 1, b'r', 119, 1, b'a', 97, 1,
+        ];
+        match decode_packet(&body(&rec)) {
+            Ok(Control::Send { msg, .. }) => {
+                assert_eq!(msg.to_string(), "#m:r{a = 1}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -112,6 +112,23 @@ fn write_term(w: &mut Bounded<'_>, t: &Term) -> fmt::Result {
             }
             w.write_char('}')
         }
+        // Values through the bounded printer (a field can be a bignum).
+        Term::Record(r) => {
+            write!(
+                w,
+                "#{}:{}{{",
+                Term::Atom(r.module.clone()),
+                Term::Atom(r.name.clone())
+            )?;
+            for (i, (k, v)) in r.fields.iter().enumerate() {
+                if i > 0 {
+                    w.write_char(',')?;
+                }
+                write!(w, "{} = ", Term::Atom(k.clone()))?;
+                write_term(w, v)?;
+            }
+            w.write_char('}')
+        }
         // Leaves (and lists of small integers): the term's own printer,
         // which writes as it goes, so the bounded writer stops it early.
         other => write!(w, "{other}"),
