@@ -18,6 +18,7 @@
 //! - [`netns`]: network namespaces and a router-and-subnets [`netns::Topology`]
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
+//! - [`etcd`]: a real etcd cluster (loopback or one member per namespace).
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
 //! - [`docs`]: the documents' command blocks, for the tests that run them.
 //! - [`upgrade`]: a daemon run from a replaceable copy, followed across
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod corpus;
 pub mod docs;
 pub mod erl;
+pub mod etcd;
 pub mod net;
 pub mod netns;
 pub mod process;
