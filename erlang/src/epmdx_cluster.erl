@@ -206,7 +206,7 @@ members() ->
 %% Counters and state: members, bad_records (records ignored, counted once
 %% per version), errors (failed polls), polls, revision (etcd's, of the
 %% last good poll), endpoint (the one in use), connected (members with a
-%% connection).
+%% connection), retrying (members being connected or waiting to be).
 -spec info() -> map().
 info() ->
     gen_server:call(?SERVER, info, 5000).
@@ -241,10 +241,11 @@ net_kernel_monitor() ->
 handle_call(info, _From, #{members := Ms, conns := Cs} = S) ->
     #{cfg := #{endpoints := Us}, endpoint := I} = S,
     Connected = [N || {N, connected} <- maps:to_list(Cs)],
+    Retrying = [N || {N, C} <- maps:to_list(Cs), C =/= connected],
     {reply, #{members => lists:sort(maps:keys(Ms)), bad_records => maps:get(bad, S),
               errors => maps:get(errors, S), polls => maps:get(polls, S),
               revision => maps:get(revision, S), endpoint => lists:nth(I + 1, Us),
-              connected => lists:sort(Connected)}, S};
+              connected => lists:sort(Connected), retrying => lists:sort(Retrying)}, S};
 handle_call(_, _From, S) ->
     {reply, {error, badarg}, S}.
 

@@ -19,12 +19,14 @@
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
+//! - [`etcd`]: a one-member etcd on private ports, and `etcdctl` against it.
 //! - [`upgrade`]: a daemon run from a replaceable copy, followed across
 //!   in-place upgrades.
 
 pub mod bench;
 pub mod corpus;
 pub mod erl;
+pub mod etcd;
 pub mod net;
 pub mod netns;
 pub mod process;
