@@ -161,14 +161,15 @@ url(S) ->
 cluster_name(B) when is_binary(B) ->
     cluster_name(unicode:characters_to_list(B));
 cluster_name(C) ->
-    Ok = io_lib:char_list(C) andalso C =/= "" andalso length(C) =< 128 andalso
+    Ok = io_lib:char_list(C) andalso C =/= "" andalso length(C) =< 64 andalso
+        C =/= "." andalso C =/= ".." andalso
         lists:all(fun(Ch) -> (Ch >= $a andalso Ch =< $z) orelse (Ch >= $A andalso Ch =< $Z)
                                  orelse (Ch >= $0 andalso Ch =< $9)
                                  orelse Ch =:= $_ orelse Ch =:= $- orelse Ch =:= $.
                   end, C),
     case Ok of
         true -> {ok, C};
-        false -> {error, fmt("cluster: expected a name of 1-128 letters, digits, '_', '-' "
+        false -> {error, fmt("cluster: expected a name of 1-64 letters, digits, '_', '-' "
                              "or '.', got ~0tp", [C])}
     end.
 

@@ -3,9 +3,11 @@
 %%
 %% A record is the JSON object under `/epmdx/NAME/nodes/<node>':
 %% {"node", "host", "addresses": [...], "creation", "transports":
-%% [{"proto", "port"}], "legacy"}. parse/2 refuses (with a reason, never a
-%% crash) a value that is not valid JSON, a node that is not alive@host or
-%% does not match its key, an unknown protocol or `uds' (records never carry
+%% [{"proto", "port"}], "legacy"}, every field required and no other
+%% (the checks of crates/epmdx-cluster's Record::parse_for). parse/2
+%% refuses (with a reason, never a crash) a value that is not valid JSON, a
+%% node that is not alive@host or does not match its key, a host that is
+%% not the node's, a protocol listed twice, an unknown protocol or `uds' (records never carry
 %% socket paths), a port outside 1..65535, and anything larger than the
 %% bounds below. Protocol names become atoms only through
 %% epmdx_proto:proto_atom/1; node names stay strings.
@@ -13,9 +15,9 @@
 
 -export([parse/2, parse_range/1]).
 
--define(MAX_RECORD, 65536).
+-define(MAX_RECORD, 16384).
 -define(MAX_NODE, 255).
--define(MAX_ADDRESSES, 16).
+-define(MAX_ADDRESSES, 32).
 -define(MAX_TRANSPORTS, 16).
 
 -type member() :: #{node := string(), addresses := [inet:ip_address()],
@@ -72,40 +74,57 @@ parse(KeyNode, V) ->
 
 bad(F, A) -> throw({bad, fmt(F, A)}).
 
+-define(FIELDS, [<<"node">>, <<"host">>, <<"addresses">>, <<"creation">>,
+                 <<"transports">>, <<"legacy">>]).
+
+%% Every field required, no other field: the format epmdx writes
+%% (crates/epmdx-cluster), read the same way as its own reader does.
 record(KeyNode, J) ->
+    case [K || K <- maps:keys(J), not lists:member(K, ?FIELDS)] of
+        [] -> ok;
+        [K | _] -> bad("unknown field ~0tp", [binary:part(K, 0, min(64, byte_size(K)))])
+    end,
+    case [F || F <- ?FIELDS, not maps:is_key(F, J)] of
+        [] -> ok;
+        [F | _] -> bad("no ~s field", [F])
+    end,
     Node = case J of
                #{<<"node">> := N} when is_binary(N) -> N;
-               _ -> bad("no \"node\" string", [])
+               _ -> bad("\"node\" is not a string", [])
            end,
     Node =:= KeyNode orelse bad("\"node\" ~0tp does not match its key", [Node]),
-    NodeS = case byte_size(Node) =< ?MAX_NODE andalso string:split(Node, "@") of
-                [A, H] when A =/= <<>>, H =/= <<>> ->
-                    case binary:match(H, <<"@">>) of
-                        nomatch -> unicode:characters_to_list(Node);
-                        _ -> bad("\"node\" ~0tp is not alive@host", [Node])
-                    end;
-                _ -> bad("\"node\" ~0tp is not alive@host", [Node])
-            end,
-    Addrs = case maps:get(<<"addresses">>, J, []) of
+    Host = case byte_size(Node) =< ?MAX_NODE andalso string:split(Node, "@") of
+               [A, H] when A =/= <<>>, H =/= <<>> ->
+                   case binary:match(H, <<"@">>) of
+                       nomatch -> H;
+                       _ -> bad("\"node\" ~0tp is not alive@host", [Node])
+                   end;
+               _ -> bad("\"node\" ~0tp is not alive@host", [Node])
+           end,
+    maps:get(<<"host">>, J) =:= Host orelse bad("\"host\" is not the host of ~ts", [Node]),
+    Addrs = case maps:get(<<"addresses">>, J) of
                 L when is_list(L), length(L) =< ?MAX_ADDRESSES -> [address(A) || A <- L];
                 _ -> bad("\"addresses\" is not a list of at most ~w strings",
                          [?MAX_ADDRESSES])
             end,
-    Ts = case maps:get(<<"transports">>, J, missing) of
+    Ts = case maps:get(<<"transports">>, J) of
              [_ | _] = T when length(T) =< ?MAX_TRANSPORTS -> [transport(X) || X <- T];
              _ -> bad("\"transports\" is not a list of 1 to ~w transports",
                       [?MAX_TRANSPORTS])
          end,
-    Legacy = case maps:get(<<"legacy">>, J, false) of
+    Protos = [P || #{proto := P} <- Ts],
+    length(Protos) =:= length(lists:usort(Protos)) orelse
+        bad("a protocol is listed twice", []),
+    Legacy = case maps:get(<<"legacy">>, J) of
                  B when is_boolean(B) -> B;
                  _ -> bad("\"legacy\" is not a boolean", [])
              end,
-    Creation = case maps:get(<<"creation">>, J, 0) of
+    Creation = case maps:get(<<"creation">>, J) of
                    C when is_integer(C), C >= 0, C < 1 bsl 32 -> C;
                    _ -> bad("\"creation\" is not a 32-bit unsigned integer", [])
                end,
-    #{node => NodeS, addresses => Addrs, transports => Ts, legacy => Legacy,
-      creation => Creation}.
+    #{node => unicode:characters_to_list(Node), addresses => Addrs, transports => Ts,
+      legacy => Legacy, creation => Creation}.
 
 address(A) when is_binary(A), byte_size(A) =< 64 ->
     case inet:parse_strict_address(binary_to_list(A)) of

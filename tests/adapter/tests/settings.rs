@@ -96,7 +96,7 @@ fn malformed_cluster_setting_stops_the_node() -> Result<()> {
         ),
         (
             "[{etcd, \"http://127.0.0.1:2379\"}, {cluster, \"a/b\"}]",
-            "-kernel epmdx_cluster: cluster: expected a name of 1-128 letters",
+            "-kernel epmdx_cluster: cluster: expected a name of 1-64 letters",
         ),
         (
             "[{etcd, \"http://127.0.0.1:2379\"}, {cluster, \"c\"}, {interval, 5}]",
