@@ -3,7 +3,8 @@
 %% `epmdx_selector' that is not an exported Mod:Fun/4, or (for a node
 %% with a TLS transport) an unreadable `-ssl_dist_optfile', a certificate,
 %% key or CA file that is missing or holds no PEM entry, or a TLS option
-%% OTP's ssl rejects stops the node at start with a message that names the
+%% OTP's ssl rejects, or a malformed `-kernel epmdx_cluster' (see
+%% epmdx_cluster) stops the node at start with a message that names the
 %% setting. epmdx_epmd:init/1 runs check/0.
 %%
 %% Also which spelling made epmdx_epmd the EPMD module: `-kernel
@@ -37,7 +38,8 @@ check() ->
     report_epmd_module(),
     Checks = [fun() -> check_policy(application:get_env(kernel, epmdx_policy)) end,
               fun() -> check_selector(selector_setting()) end,
-              fun check_tls/0],
+              fun check_tls/0,
+              fun() -> epmdx_cluster:check_setting(epmdx_cluster:setting()) end],
     first_error(Checks).
 
 first_error([]) -> ok;

@@ -238,7 +238,14 @@ init([]) ->
     case epmdx_config:check() of
         ok ->
             epmdx_select:init_cache(),
-            {ok, #st{}};
+            case epmdx_cluster:maybe_start() of
+                ok ->
+                    {ok, #st{}};
+                {error, Why} ->
+                    boot_error(io_lib:format("-kernel epmdx_cluster: cannot start: ~0tp",
+                                             [Why])),
+                    {stop, {epmdx_cluster, Why}}
+            end;
         {error, Msg} ->
             boot_error(Msg),
             {stop, {epmdx_bad_setting, Msg}}

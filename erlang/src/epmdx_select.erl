@@ -8,6 +8,8 @@
 %%
 %% 1. look the peer up at the EPMD on its host: PORT_PLEASE3 with the
 %%    transports this node speaks (PORT_PLEASE2 against a stock epmd);
+%%    for a member of the etcd cluster (epmdx_cluster), its record's
+%%    transports and addresses instead, without asking any EPMD;
 %% 2. build the offers: the peer's transports this node speaks and can
 %%    dial (an IPv4 transport needs an IPv4 address for the host, `uds' an
 %%    absolute path); a legacy (ALIVE2) registration is offered once per IP
@@ -230,6 +232,48 @@ reason(Why) ->
 decide(Node) ->
     {ok, Name, Host} = split(Node),
     Local = epmdx_epmd:local_transports(),
+    case epmdx_cluster:lookup(Node) of
+        {ok, Member} -> decide_member(Node, Host, Local, Member);
+        none -> decide_epmd(Node, Name, Host, Local)
+    end.
+
+%% A cluster member (epmdx_cluster): its transports and addresses come
+%% from its etcd record, so the peer host's EPMD is not asked. A record
+%% without addresses falls back to resolving the host. Records carry no
+%% version range; every OTP since 23 and erldist speak version 6.
+decide_member(Node, Host, Local, #{addresses := As, transports := Ts, legacy := L}) ->
+    Addrs = case As of
+                [] -> resolve(Host, Local);
+                _ -> in_families(As, Local)
+            end,
+    Rec = #{legacy => L, high => 6, low => 6,
+            transports => [#{proto => P, port => Port, extra => <<>>}
+                           || #{proto := P, port := Port} <- Ts]},
+    case Addrs of
+        [] ->
+            {error, {no_usable_address, Host}};
+        _ ->
+            Offers = [O || O <- offers(Rec, Local), usable(O, Addrs)],
+            case pick(Local, Node, Addrs, Offers) of
+                {ok, O} -> {ok, O#{ip => ip_for(O, Addrs), version => 6}};
+                Refused -> Refused
+            end
+    end.
+
+%% A record's addresses, in the families this node dials (as resolve/2).
+in_families(As, Local) ->
+    V4 = case [P || P <- Local, epmdx_proto:family(P) =/= inet6] of
+             [] -> [];
+             _ -> [A || A <- As, tuple_size(A) =:= 4]
+         end,
+    V6 = case V4 =:= [] orelse
+             lists:any(fun(P) -> epmdx_proto:family(P) =:= inet6 end, Local) of
+             true -> [A || A <- As, tuple_size(A) =:= 8];
+             false -> []
+         end,
+    V4 ++ V6.
+
+decide_epmd(Node, Name, Host, Local) ->
     Addrs = resolve(Host, Local),
     case [A || A <- Addrs, tuple_size(A) =:= 4] ++ [A || A <- Addrs, tuple_size(A) =:= 8] of
         [] ->

@@ -1,5 +1,5 @@
 //! Security settings fail closed: a malformed policy, rule, selector,
-//! certificate path or TLS option stops the node at start with a message
+//! certificate path, TLS option or cluster setting stops the node at start with a message
 //! that names the setting (it used to be dropped with a warning, so a typo
 //! in a TLS-only rule quietly meant plain TCP). And the EPMD module's two
 //! spellings: `-epmd_module` works and is reported; on OTP 25, which does
@@ -75,6 +75,47 @@ fn malformed_policy_and_selector_stop_the_node() -> Result<()> {
         &["-kernel", "epmdx_policy", "[{same_host, [inet_tls]}]"],
     )?;
     drop(n);
+    Ok(())
+}
+
+#[test]
+fn malformed_cluster_setting_stops_the_node() -> Result<()> {
+    let fx = Fixture::new()?;
+    let cases: &[(&str, &str)] = &[
+        (
+            "[{etcd, \"http://127.0.0.1:2379\"}]",
+            "-kernel epmdx_cluster: no {cluster, Name} entry",
+        ),
+        (
+            "[{etcd, \"htp://127.0.0.1:2379\"}, {cluster, \"c\"}]",
+            "-kernel epmdx_cluster: etcd: \"htp://127.0.0.1:2379\" is not an http://host:port URL",
+        ),
+        (
+            "[{etcd, \"https://127.0.0.1:2379\"}, {cluster, \"c\"}]",
+            "-kernel epmdx_cluster: etcd: https://127.0.0.1:2379: https is not supported",
+        ),
+        (
+            "[{etcd, \"http://127.0.0.1:2379\"}, {cluster, \"a/b\"}]",
+            "-kernel epmdx_cluster: cluster: expected a name of 1-64 letters",
+        ),
+        (
+            "[{etcd, \"http://127.0.0.1:2379\"}, {cluster, \"c\"}, {interval, 5}]",
+            "-kernel epmdx_cluster: interval: expected milliseconds between 100 and 60000, got 5",
+        ),
+        (
+            "[{etcd, \"http://127.0.0.1:2379\"}, {cluster, \"c\"}, {clutser, \"d\"}]",
+            "-kernel epmdx_cluster: unknown key clutser",
+        ),
+        ("etcd", "-kernel epmdx_cluster: expected [{etcd,"),
+    ];
+    for (i, (value, want)) in cases.iter().enumerate() {
+        refuses(
+            &fx,
+            &format!("k{i}"),
+            &["-kernel", "epmdx_cluster", value],
+            want,
+        )?;
+    }
     Ok(())
 }
 
