@@ -135,6 +135,30 @@ impl ErlNode {
     /// host name, `a@localhost` pins the host (what the interop tests use,
     /// since `localhost` resolves on any machine).
     pub fn start(name: &str, cookie: &str, epmd_port: u16, extra_args: &[&str]) -> Result<Self> {
+        Self::start_impl(None, name, cookie, epmd_port, extra_args)
+    }
+
+    /// Like [`ErlNode::start`], inside network namespace `ns` (`ip netns
+    /// exec`, so the emulator's PID is the child's and it sees the
+    /// namespace's `/etc/hosts`). Give `name` a host part that resolves
+    /// there (`a@h1` for a [`crate::netns::Topology`] host `h1`).
+    pub fn start_in(
+        ns: &crate::netns::Namespace,
+        name: &str,
+        cookie: &str,
+        epmd_port: u16,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::start_impl(Some(ns), name, cookie, epmd_port, extra_args)
+    }
+
+    fn start_impl(
+        ns: Option<&crate::netns::Namespace>,
+        name: &str,
+        cookie: &str,
+        epmd_port: u16,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         assert_ne!(
             epmd_port,
             epmd_proto::DEFAULT_PORT,
@@ -142,7 +166,10 @@ impl ErlNode {
         );
         let erl = erl_bin()?;
         let tmp = TempDir::new(&format!("erl-{}", alive_of(name)))?;
-        let mut cmd = Command::new(&erl);
+        let mut cmd = match ns {
+            Some(ns) => ns.command(&erl),
+            None => Command::new(&erl),
+        };
         cmd.args(["-sname", name, "-setcookie", cookie, "-start_epmd", "false"])
             .arg("-noshell")
             .args(["+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"])

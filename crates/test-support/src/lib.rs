@@ -18,8 +18,8 @@
 //! - [`netns`]: network namespaces and a router-and-subnets [`netns::Topology`]
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
+//! - [`etcd`]: a real etcd cluster (loopback or one member per namespace).
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
-//! - [`etcd`]: a one-member etcd on private ports, and `etcdctl` against it.
 //! - [`upgrade`]: a daemon run from a replaceable copy, followed across
 //!   in-place upgrades.
 

@@ -21,7 +21,7 @@ mod common;
 
 use anyhow::{ensure, Context, Result};
 use common::*;
-use test_support::etcd::Etcd;
+use test_support::etcd::EtcdCluster;
 
 /// The record epmdx publishes for a node (docs/cluster.md).
 fn record(node: &str, addr: &str, transports: &[(&str, u16)]) -> String {
@@ -79,7 +79,7 @@ fn eval_until(node: &mut ErlNode, expr: &str, want: &str) -> Result<()> {
 
 #[test]
 fn adapter_node_joins_the_etcd_cluster() -> Result<()> {
-    let etcd = Etcd::single()?;
+    let etcd = EtcdCluster::start_local(1)?;
     let fx = Fixture::new()?;
     let reg = Fixture::new()?;
     let cluster = format!("cj{}", std::process::id());
@@ -124,7 +124,7 @@ fn adapter_node_joins_the_etcd_cluster() -> Result<()> {
 
     let setting = format!(
         "[{{etcd, \"{}\"}}, {{cluster, \"{cluster}\"}}, {{interval, 200}}]",
-        etcd.url
+        etcd.endpoints()
     );
     let mut e = fx.adapted(
         "c_erl",
@@ -209,7 +209,7 @@ fn adapter_node_joins_the_etcd_cluster() -> Result<()> {
         "true",
     )?;
     // ... and no longer once its record is gone.
-    etcd.del(&key("c_late@localhost"))?;
+    etcd.delete(&key("c_late@localhost"))?;
     eval_until(
         &mut e,
         "I = epmdx_cluster:info(), {lists:member(\"c_late@localhost\", maps:get(members, I)), \
