@@ -254,6 +254,21 @@ impl Registered {
     }
 }
 
+/// Told of every change of a live node: its name and its state now
+/// (`None` once it is gone). Called with the registry locked, so it must
+/// only record the change and return (the cluster publisher hands it to
+/// another task); it must not call back into the registry.
+pub type Observer = Box<dyn FnMut(&[u8], Option<&NodeState>) + Send>;
+
+/// Holds the optional [`Observer`] (a closure has no `Debug`).
+struct ObserverSlot(Option<Observer>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(Observer)" } else { "None" })
+    }
+}
+
 /// The registry. `H` is a handle stored with each node (the daemon keeps a
 /// way to close the owning connection there, for STOP).
 #[derive(Debug)]
@@ -265,6 +280,7 @@ pub struct Registry<H> {
     old: VecDeque<Old>,
     old_cap: usize,
     capacity: usize,
+    observer: ObserverSlot,
 }
 
 impl<H> Registry<H> {
@@ -279,6 +295,25 @@ impl<H> Registry<H> {
             old: VecDeque::new(),
             old_cap,
             capacity,
+            observer: ObserverSlot(None),
+        }
+    }
+
+    /// Installs `observer` and tells it of every node already registered
+    /// (oldest first), so it starts from the full state; from then on it
+    /// hears of every registration, transport change and removal.
+    pub fn set_observer(&mut self, mut observer: Observer) {
+        for name in self.order.values() {
+            observer(name, Some(&snapshot::node_state(name, &self.nodes[name])));
+        }
+        self.observer = ObserverSlot(Some(observer));
+    }
+
+    /// Tells the observer, if any, what `name` is now.
+    fn changed(&mut self, name: &[u8]) {
+        if let Some(obs) = self.observer.0.as_mut() {
+            let state = self.nodes.get(name).map(|n| snapshot::node_state(name, n));
+            obs(name, state.as_ref());
         }
     }
 
@@ -333,6 +368,7 @@ impl<H> Registry<H> {
         let creation = node.counter;
         self.order.insert(seq, name.into());
         self.nodes.insert(name.into(), node);
+        self.changed(name);
         Registered { creation }
     }
 
@@ -441,9 +477,9 @@ impl<H> Registry<H> {
         }
         transports.extend(owned_transports(req));
         node.recompute_port2(name);
-        Ok(Registered {
-            creation: node.counter,
-        })
+        let creation = node.counter;
+        self.changed(name);
+        Ok(Registered { creation })
     }
 
     /// Removes one transport of the node `conn` registered as `name`. The
@@ -463,6 +499,7 @@ impl<H> Registry<H> {
         };
         transports.remove(i);
         node.recompute_port2(name);
+        self.changed(name);
         Status::Ok
     }
 
@@ -489,6 +526,7 @@ impl<H> Registry<H> {
             counter: node.counter,
             fd: node.fd,
         });
+        self.changed(name);
         Some(node.handle)
     }
 
@@ -623,6 +661,48 @@ mod tests {
                 .collect(),
             legacy_default: 0,
         }
+    }
+
+    #[test]
+    fn the_observer_hears_every_change() {
+        use std::sync::{Arc, Mutex};
+        let mut r: Registry<()> = Registry::new(10, 1000);
+        r.register_legacy(1, 5, &alive(b"old", 4000, 6), 1000, ())
+            .unwrap();
+        let seen: Arc<Mutex<Vec<(String, Option<Vec<u16>>)>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        r.set_observer(Box::new(move |name, state| {
+            let ports = state.map(|s| match &s.kind {
+                KindState::Legacy { port, .. } => vec![*port],
+                KindState::Ext { transports } => transports.iter().map(|t| t.port).collect(),
+            });
+            log.lock()
+                .unwrap()
+                .push((String::from_utf8_lossy(name).into_owned(), ports));
+        }));
+        let req = alive3(b"x", &[(b"inet_tcp", 5000)]);
+        r.register_ext(2, 6, &req, 1000, ()).unwrap();
+        let more = alive3(b"x", &[(b"inet_tls", 5001)]);
+        r.add_transports(2, b"x", &more).unwrap();
+        assert_eq!(r.remove_transport(2, b"x", b"inet_tcp"), Status::Ok);
+        // Refused changes are not reported.
+        assert!(r.add_transports(3, b"x", &more).is_err());
+        assert_eq!(r.unregister(3, b"x"), None);
+        r.unregister(2, b"x").unwrap();
+        r.stop(b"old").unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let s = |n: &str, p: Option<&[u16]>| (n.to_owned(), p.map(<[u16]>::to_vec));
+        assert_eq!(
+            seen,
+            vec![
+                s("old", Some(&[4000])),
+                s("x", Some(&[5000])),
+                s("x", Some(&[5000, 5001])),
+                s("x", Some(&[5001])),
+                s("x", None),
+                s("old", None),
+            ]
+        );
     }
 
     #[test]

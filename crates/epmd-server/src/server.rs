@@ -286,6 +286,14 @@ impl Server {
         self.shared.upgrade.set_upgrader(up);
     }
 
+    /// Reports every registration change to `observer` (the cluster
+    /// publisher), starting with the nodes already registered. See
+    /// [`crate::registry::Observer`]: it runs under the registry lock and
+    /// must not block.
+    pub fn set_observer(&self, observer: crate::registry::Observer) {
+        self.shared.registry().set_observer(observer);
+    }
+
     /// Number of live registrations.
     pub fn registrations(&self) -> usize {
         self.shared.registry().len()

@@ -37,6 +37,14 @@ pub(crate) struct Args {
     pub(crate) packet_timeout: Duration,
     pub(crate) delay_accept: Duration,
     pub(crate) delay_write: Duration,
+    /// `-etcd URLS` (epmdx): publish registrations to this etcd cluster.
+    pub(crate) etcd: Option<String>,
+    /// `-cluster NAME` (epmdx): the cluster to publish under.
+    pub(crate) cluster: Option<String>,
+    /// `-advertise ADDR[,ADDR...]` (epmdx): this host as peers reach it.
+    pub(crate) advertise: Option<String>,
+    /// `-etcd_ttl SECS` (epmdx): the lease TTL.
+    pub(crate) etcd_ttl: Option<Duration>,
 }
 
 /// The command line is wrong: print the usage text and exit 1.
@@ -87,6 +95,10 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
         packet_timeout: Duration::from_secs(60),
         delay_accept: Duration::ZERO,
         delay_write: Duration::ZERO,
+        etcd: None,
+        cluster: None,
+        advertise: None,
+        etcd_ttl: None,
     };
     let mut i = 0;
     while i < argv.len() {
@@ -115,6 +127,22 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
             }
             "-address" => {
                 a.address = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-etcd" => {
+                a.etcd = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-cluster" => {
+                a.cluster = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-advertise" => {
+                a.advertise = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-etcd_ttl" => {
+                a.etcd_ttl = Some(secs(positive(next)?));
                 i += 2;
             }
             "-daemon" => {
@@ -209,5 +237,22 @@ mod tests {
                 .as_deref(),
             Some("127.0.0.1,::1")
         );
+        let c = p(&[
+            "-etcd",
+            "http://a:1,http://b:2",
+            "-cluster",
+            "c1",
+            "-advertise",
+            "h1,10.0.0.1",
+            "-etcd_ttl",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.etcd.as_deref(), Some("http://a:1,http://b:2"));
+        assert_eq!(c.cluster.as_deref(), Some("c1"));
+        assert_eq!(c.advertise.as_deref(), Some("h1,10.0.0.1"));
+        assert_eq!(c.etcd_ttl, Some(Duration::from_secs(3)));
+        assert_eq!(p(&["-etcd_ttl", "0"]), Err(Usage));
+        assert_eq!(p(&["-cluster"]), Err(Usage));
     }
 }

@@ -169,8 +169,15 @@ pub(crate) fn run(args: &Args) -> i32 {
         // Started by an upgrade: take over instead of binding. The old
         // daemon already detached, so do not daemonise again.
         log::init(args.debug, args.daemon);
+        let cluster = match crate::cluster::config(args) {
+            Ok(c) => c,
+            Err(msg) => {
+                error!("{msg}");
+                return 1;
+            }
+        };
         return match fd.and_then(epmd_server::handover::Incoming::receive) {
-            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None),
+            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None, cluster),
             Err(e) => {
                 error!("cannot take over from the previous daemon: {e}");
                 1
@@ -178,6 +185,14 @@ pub(crate) fn run(args: &Args) -> i32 {
         };
     }
     log::init(args.debug, false);
+    // Checked before binding, so a bad option fails like a bad -address.
+    let cluster = match crate::cluster::config(args) {
+        Ok(c) => c,
+        Err(msg) => {
+            error!("{msg}");
+            return 1;
+        }
+    };
     let addresses = match args.address.as_deref().map(listen::parse_address_list) {
         None => Vec::new(),
         Some(Ok(a)) => a,
@@ -220,7 +235,7 @@ pub(crate) fn run(args: &Args) -> i32 {
         log::init(args.debug, true);
     }
     let _ = port;
-    serve(args, None, listeners, exe)
+    serve(args, None, listeners, exe, cluster)
 }
 
 /// Runs the server on fresh listeners, or on what a previous daemon handed
@@ -230,6 +245,7 @@ fn serve(
     mut incoming: Option<epmd_server::handover::Incoming>,
     listeners: Vec<TcpListener>,
     exe: Option<std::path::PathBuf>,
+    cluster: Option<crate::cluster::ClusterConfig>,
 ) -> i32 {
     let first = incoming
         .as_ref()
@@ -292,6 +308,11 @@ fn serve(
                 return Err(e);
             }
         };
+        if let Some(c) = cluster {
+            // From here every registration change is handed to the
+            // publisher thread; nothing on the EPMD path waits for etcd.
+            server.set_observer(c.start());
+        }
         if let Some(exe) = exe {
             server.set_upgrader(epmd_server::handover::Upgrader {
                 exe,

@@ -52,10 +52,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cluster-wide discovery through etcd (docs/cluster.md).
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// List every node of the cluster with its transports, as published by
+    /// each host's `epmdx -etcd URLS -cluster NAME`. Records that are not
+    /// valid (bad JSON, unknown protocol, port 0) are ignored, counted and
+    /// reported on stderr.
+    ///
+    /// Example: `epmdx cluster nodes --etcd http://10.0.0.1:2379 --cluster prod`
+    Nodes {
+        /// etcd client URLs, comma-separated (failover between them).
+        #[arg(long)]
+        etcd: String,
+        /// Cluster name (`[A-Za-z0-9_.-]{1,64}`).
+        #[arg(long)]
+        cluster: epmdx_cluster::ClusterName,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The subcommand words that select this CLI instead of OTP's options.
-pub(crate) const SUBCOMMANDS: &[&str] = &["nodes", "lookup", "help"];
+pub(crate) const SUBCOMMANDS: &[&str] = &["nodes", "lookup", "cluster", "help"];
 
 #[derive(Debug, Serialize)]
 struct JsonTransport {
@@ -118,9 +144,61 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `epmdx cluster nodes`: the text lines (or JSON) on stdout, one warning
+/// per ignored record and their count on stderr.
+async fn cluster_nodes(
+    etcd: &str,
+    cluster: &epmdx_cluster::ClusterName,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let endpoints = epmdx_cluster::parse_endpoints(etcd)?;
+    let mut reader = epmdx_cluster::EtcdReader::connect(&endpoints).await?;
+    let (members, _rev) = reader.snapshot(cluster).await?;
+    for (node, err) in members.invalid() {
+        eprintln!(
+            "epmdx: warning: ignoring the record of {}: {err}",
+            node.escape_debug()
+        );
+    }
+    let ignored = members.invalid().len();
+    if json {
+        let nodes: Vec<serde_json::Value> = members
+            .records()
+            .map(|r| serde_json::from_str(&r.to_json()))
+            .collect::<Result<_, _>>()?;
+        let invalid: Vec<serde_json::Value> = members
+            .invalid()
+            .iter()
+            .map(|(n, e)| serde_json::json!({ "node": n, "error": e.to_string() }))
+            .collect();
+        print_json(&serde_json::json!({
+            "cluster": cluster.as_str(),
+            "nodes": nodes,
+            "ignored": ignored,
+            "invalid": invalid,
+        }))?;
+    } else {
+        for r in members.records() {
+            println!("{}", r.text_line());
+        }
+    }
+    if ignored > 0 {
+        eprintln!("epmdx: ignored {ignored} invalid record(s)");
+    }
+    Ok(0)
+}
+
 /// Runs an extended command; returns the exit code.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
+        Cmd::Cluster {
+            cmd:
+                ClusterCmd::Nodes {
+                    etcd,
+                    cluster,
+                    json,
+                },
+        } => cluster_nodes(&etcd, &cluster, json).await,
         Cmd::Nodes { host, port, json } => {
             let client = Client::for_host(&host, port.unwrap_or_else(default_port)).await?;
             let names = match client.names3().await {

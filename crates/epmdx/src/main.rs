@@ -2,12 +2,13 @@
 //! registration.
 //!
 //! `epmdx [OTP epmd options]` behaves like `epmd` (same flags, environment,
-//! output strings and exit codes); `epmdx nodes` and `epmdx lookup` are the
-//! extended commands (see `epmdx help`).
+//! output strings and exit codes); `epmdx nodes`, `epmdx lookup` and
+//! `epmdx cluster nodes` are the extended commands (see `epmdx help`).
 //!
 //! # Layout
 //! - [`args`]: OTP's order-sensitive command line.
 //! - [`client_modes`]: `-names`, `-started`, `-dump`, `-kill`, `-stop`.
+//! - [`cluster`]: `-etcd`/`-cluster`: publishing registrations to etcd.
 //! - [`daemon`]: binding, `-daemon`, `-systemd`, limits and the runtime.
 //! - [`ext_cli`]: the extended subcommands, with JSON output.
 //! - [`log`]: the C epmd's log line format and syslog.
@@ -15,6 +16,7 @@
 
 mod args;
 mod client_modes;
+mod cluster;
 mod daemon;
 mod ext_cli;
 mod log;

@@ -26,6 +26,8 @@
 //! - [`op_flags`]: which control message needs which distribution flag;
 //!   every signal sent goes through it.
 //! - `conn`: handshake driving, framing, ticks, the reader and writer tasks.
+//! - [`cluster`]: following a cluster's members (etcd with the `etcd`
+//!   feature): the pure membership core and the source traits.
 //! - [`admission`]: pending-handshake permits and the failed-cookie
 //!   lockout (no I/O).
 //! - [`logfmt`]: terms printed for logs, bounded in size and work.
@@ -35,6 +37,7 @@
 //! Terms are [`erl_term::Term`]; the handshake is `dist-proto`'s.
 
 pub mod admission;
+pub mod cluster;
 mod conn;
 pub mod control;
 pub mod cookie;

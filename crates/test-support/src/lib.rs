@@ -18,13 +18,16 @@
 //! - [`netns`]: network namespaces and a router-and-subnets [`netns::Topology`]
 //!   (root and iproute2 needed).
 //! - [`bench`]: medians and `/proc` readings for the benchmarks.
-//! - [`etcd`]: a real etcd cluster (loopback or one member per namespace).
+//! - [`etcd`]: a real etcd cluster (loopback or one member per namespace);
+//!   [`cluster`]: hosts in namespaces each running an etcd member and an
+//!   epmdx that publishes to it.
 //! - [`erl`]: real Erlang nodes; [`corpus`]: fuzz-corpus replay.
 //! - [`docs`]: the documents' command blocks, for the tests that run them.
 //! - [`upgrade`]: a daemon run from a replaceable copy, followed across
 //!   in-place upgrades.
 
 pub mod bench;
+pub mod cluster;
 pub mod corpus;
 pub mod docs;
 pub mod erl;

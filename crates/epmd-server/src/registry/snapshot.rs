@@ -82,45 +82,48 @@ pub struct Snapshot {
     pub old: Vec<OldState>,
 }
 
+/// The plain-data form of one live node (shared by [`Registry::export`]
+/// and the registry's observer).
+pub(super) fn node_state<H>(name: &[u8], n: &Node<H>) -> NodeState {
+    NodeState {
+        name: name.to_vec(),
+        counter: n.counter,
+        fd: n.fd,
+        node_type: n.node_type,
+        high: n.high,
+        low: n.low,
+        kind: match &n.kind {
+            Kind::Legacy {
+                port,
+                protocol,
+                extra,
+            } => KindState::Legacy {
+                port: *port,
+                protocol: *protocol,
+                extra: extra.to_vec(),
+            },
+            Kind::Ext { transports } => KindState::Ext {
+                transports: transports
+                    .iter()
+                    .map(|t| TransportState {
+                        port: t.port,
+                        flags: u8::from(t.legacy),
+                        proto: t.proto.to_string(),
+                        extra: t.extra.to_vec(),
+                    })
+                    .collect(),
+            },
+        },
+    }
+}
+
 impl<H> Registry<H> {
     /// Copies the registry's state out (handles and connection ids stay).
     pub fn export(&self) -> Snapshot {
         let nodes = self
             .order
             .values()
-            .map(|name| {
-                let n = &self.nodes[name];
-                NodeState {
-                    name: name.to_vec(),
-                    counter: n.counter,
-                    fd: n.fd,
-                    node_type: n.node_type,
-                    high: n.high,
-                    low: n.low,
-                    kind: match &n.kind {
-                        Kind::Legacy {
-                            port,
-                            protocol,
-                            extra,
-                        } => KindState::Legacy {
-                            port: *port,
-                            protocol: *protocol,
-                            extra: extra.to_vec(),
-                        },
-                        Kind::Ext { transports } => KindState::Ext {
-                            transports: transports
-                                .iter()
-                                .map(|t| TransportState {
-                                    port: t.port,
-                                    flags: u8::from(t.legacy),
-                                    proto: t.proto.to_string(),
-                                    extra: t.extra.to_vec(),
-                                })
-                                .collect(),
-                        },
-                    },
-                }
-            })
+            .map(|name| node_state(name, &self.nodes[name]))
             .collect();
         let old = self
             .old

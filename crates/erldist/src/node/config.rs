@@ -9,6 +9,7 @@ use epmd_client::ClientError;
 use erl_term::Term;
 
 use crate::admission::AdmissionConfig;
+use crate::cluster::Discovery;
 use crate::conn::ConnError;
 use crate::policy::{FirstOffered, SelectionPolicy};
 use crate::transport::tls::{TlsConfig, TlsFiles};
@@ -60,6 +61,10 @@ pub struct NodeConfig {
     /// `None`: the daemon's default, plain TCP before TLS
     /// (docs/protocol.md §4).
     pub legacy_default: Option<Proto>,
+    /// The cluster membership to follow: the node connects to every
+    /// member, dialling each with the transports and addresses of its
+    /// record instead of asking its host's EPMD ([`crate::cluster`]).
+    pub discovery: Option<Arc<dyn Discovery>>,
 }
 
 impl NodeConfig {
@@ -81,6 +86,7 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             admission: AdmissionConfig::default(),
             legacy_default: None,
+            discovery: None,
         }
     }
 }
@@ -150,6 +156,14 @@ impl NodeConfig {
     /// The bound on one connection set-up.
     pub fn with_setup_time(mut self, t: Duration) -> Self {
         self.setup_time = t;
+        self
+    }
+
+    /// Follow a cluster's members and stay connected to all of them (see
+    /// [`crate::cluster`]; with the `etcd` feature,
+    /// `crate::cluster::etcd::EtcdDiscovery`).
+    pub fn with_discovery(mut self, discovery: impl Discovery + 'static) -> Self {
+        self.discovery = Some(Arc::new(discovery));
         self
     }
 

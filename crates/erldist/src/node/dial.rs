@@ -10,6 +10,19 @@ use epmd_client::{Client, Lookup};
 use tracing::{debug, warn};
 
 use super::{split_name, Inner, NodeError};
+
+/// The host's addresses from DNS (empty if it does not resolve).
+async fn resolve(peer: &str, host: &str) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = match tokio::net::lookup_host((host, 0)).await {
+        Ok(it) => it.map(|a| a.ip()).collect(),
+        Err(e) => {
+            debug!(peer, "cannot resolve {host}: {e}");
+            Vec::new()
+        }
+    };
+    addrs.dedup();
+    addrs
+}
 use crate::conn::{self, ConnError, ConnHandle};
 use crate::policy::{Offer, Peer, Selection};
 use crate::transport::{tcp, uds, BoxStream, Proto, TransportError};
@@ -55,12 +68,39 @@ impl Inner {
         }
     }
 
-    /// Looks the peer up with its host's EPMD, lets the policy choose a
-    /// transport, dials it (failing over if configured) and runs the
-    /// handshake.
-    pub(super) async fn connect_out(self: &Arc<Self>, peer: &str) -> Result<ConnHandle, NodeError> {
-        let (alive, host) = split_name(peer)?;
-        let speaks = self.speaks();
+    /// The peer's offers and addresses: from its cluster record when it is
+    /// a member (no EPMD, no DNS unless the record has no address), else
+    /// from its host's EPMD and DNS.
+    async fn offers_of(
+        &self,
+        peer: &str,
+        alive: &str,
+        host: &str,
+        speaks: &[Proto],
+    ) -> Result<(Vec<Offer>, Vec<IpAddr>), NodeError> {
+        let member = super::read(&self.directory).get(peer).cloned();
+        if let Some(m) = member {
+            debug!(peer, "cluster member: transports from its record");
+            let offers = if m.legacy {
+                self.legacy_offers(m.transports.first().map(|t| t.1), Vec::new(), speaks)
+            } else {
+                m.transports
+                    .iter()
+                    .map(|&(proto, port)| Offer {
+                        proto,
+                        port,
+                        extra: Vec::new(),
+                        legacy: false,
+                    })
+                    .collect()
+            };
+            let addrs = if m.addresses.is_empty() {
+                resolve(peer, host).await
+            } else {
+                m.addresses
+            };
+            return Ok((offers, addrs));
+        }
         let names: Vec<&str> = speaks.iter().map(|p| p.name()).collect();
         let client = Client::for_host(host, self.cfg.epmd_port)
             .await?
@@ -79,29 +119,12 @@ impl Inner {
             }
         };
         let offers: Vec<Offer> = if rec.legacy {
-            // EPMD cannot tell what a legacy registration speaks: offer every
-            // IP transport this node speaks on its port, plain TCP first, or
-            // this node's legacy default first (a stock TLS cluster).
             let t = rec.transports.first();
-            let mut order = [
-                Proto::InetTcp,
-                Proto::Inet6Tcp,
-                Proto::InetTls,
-                Proto::Inet6Tls,
-            ];
-            order.sort_by_key(|p| Some(*p) != self.cfg.legacy_default);
-            order
-                .into_iter()
-                .filter(|p| speaks.contains(p))
-                .filter_map(|proto| {
-                    Some(Offer {
-                        proto,
-                        port: t?.port,
-                        extra: t?.extra.clone(),
-                        legacy: true,
-                    })
-                })
-                .collect()
+            self.legacy_offers(
+                t.map(|t| t.port),
+                t.map(|t| t.extra.clone()).unwrap_or_default(),
+                speaks,
+            )
         } else {
             rec.transports
                 .iter()
@@ -116,14 +139,42 @@ impl Inner {
                 })
                 .collect()
         };
-        let mut addrs: Vec<IpAddr> = match tokio::net::lookup_host((host, 0)).await {
-            Ok(it) => it.map(|a| a.ip()).collect(),
-            Err(e) => {
-                debug!(peer, "cannot resolve {host}: {e}");
-                Vec::new()
-            }
+        Ok((offers, resolve(peer, host).await))
+    }
+
+    /// EPMD cannot tell what a legacy registration speaks: offer every IP
+    /// transport this node speaks on its port, plain TCP first, or this
+    /// node's legacy default first (a stock TLS cluster).
+    fn legacy_offers(&self, port: Option<u16>, extra: Vec<u8>, speaks: &[Proto]) -> Vec<Offer> {
+        let Some(port) = port else {
+            return Vec::new();
         };
-        addrs.dedup();
+        let mut order = [
+            Proto::InetTcp,
+            Proto::Inet6Tcp,
+            Proto::InetTls,
+            Proto::Inet6Tls,
+        ];
+        order.sort_by_key(|p| Some(*p) != self.cfg.legacy_default);
+        order
+            .into_iter()
+            .filter(|p| speaks.contains(p))
+            .map(|proto| Offer {
+                proto,
+                port,
+                extra: extra.clone(),
+                legacy: true,
+            })
+            .collect()
+    }
+
+    /// Looks the peer up (its cluster record, else its host's EPMD), lets
+    /// the policy choose a transport, dials it (failing over if
+    /// configured) and runs the handshake.
+    pub(super) async fn connect_out(self: &Arc<Self>, peer: &str) -> Result<ConnHandle, NodeError> {
+        let (alive, host) = split_name(peer)?;
+        let speaks = self.speaks();
+        let (offers, addrs) = self.offers_of(peer, alive, host, &speaks).await?;
         let ctx = Peer {
             node: peer,
             host,

@@ -9,9 +9,12 @@
 //! - `slots`: the connection-slot table as plain data; `conns` drives it,
 //!   `dial` and `accept` set connections up.
 //! - `registration`: EPMD registration.
+//! - `cluster`: following a cluster's members ([`crate::cluster`]) and
+//!   the directory of their transports that `dial` uses instead of EPMD.
 //! - `services`: `net_kernel` / `erldist` services, `ping`, `rpc`, `call`.
 
 mod accept;
+mod cluster;
 mod config;
 mod conns;
 mod dial;
@@ -62,6 +65,9 @@ pub(crate) struct Inner {
     withdraw: mpsc::UnboundedSender<Proto>,
     /// The node's own tasks (listeners, services, registration).
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Cluster members' transports and addresses (empty without
+    /// discovery).
+    directory: cluster::Directory,
 }
 
 impl std::fmt::Debug for Inner {
@@ -192,6 +198,7 @@ impl Node {
             registered: Arc::new(Mutex::new(registration.as_ref().map(|r| r.extended()))),
             withdraw: withdraw_tx,
             tasks: Mutex::new(Vec::new()),
+            directory: Default::default(),
             cfg,
         });
         let node = Self {
@@ -220,6 +227,7 @@ impl Node {
             lock(&node.inner.tasks).push(t);
         }
         node.spawn_services()?;
+        node.spawn_cluster();
         info!(
             "node {} started (creation {}, transports {:?})",
             node.name(),
