@@ -3,10 +3,11 @@
 //! modules and the systemd units, which `systemd-analyze verify` accepts;
 //! the packaged binary runs and the packaged modules load in OTP.
 //!
-//! To stay fast the test packages the binaries this test run was built
-//! with: it stages them as a `release` build in a scratch target directory
-//! and runs `cargo deb --no-build --strip` there (seconds), instead of a release
-//! build (minutes). Needs `cargo-deb` (scripts/test.sh installs it),
+//! It reads the documented commands (docs/operations.md, block `debian
+//! package`) and runs them, but to stay fast it packages the binaries this
+//! test run was built with: it stages them as a `release` build in a
+//! scratch target directory and runs `cargo deb --no-build --strip` there
+//! (seconds), instead of a release build (minutes). Needs `cargo-deb` (scripts/test.sh installs it),
 //! `dpkg-deb`, `systemd-analyze`, `erlc`/`erl`, and `target/<profile>/erldist`
 //! (`cargo build --bins`).
 
@@ -42,12 +43,44 @@ fn run(cmd: &mut Command) -> Result<Output> {
     Ok(o)
 }
 
+/// docs/operations.md's package-build block, as commands.
+fn doc_commands() -> Result<Vec<test_support::docs::Command>> {
+    let body = test_support::docs::block("docs/operations.md", "debian package")?;
+    test_support::docs::commands(&body)
+}
+
 #[test]
 fn debian_package_contents_units_and_binaries() -> Result<()> {
+    // The documented commands, run with two changes: the release build is
+    // replaced by staging this run's binaries (same names, same place under
+    // a scratch target directory), and `cargo deb` gets `--fast --strip -o`.
+    let doc = doc_commands()?;
+    ensure!(doc.len() == 3, "the package block changed: {doc:?}");
+    let [adapter, build, package] = [&doc[0], &doc[1], &doc[2]];
+    ensure!(
+        adapter.words == ["bash", "erlang/build.sh", "target/release/erlang/ebin"],
+        "{adapter:?}"
+    );
+    ensure!(
+        build.words[..3] == ["cargo", "build", "--release"],
+        "{build:?}"
+    );
+    let bins: Vec<&str> = build
+        .words
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].as_str())
+        .collect();
+    ensure!(bins == ["epmdx", "erldist"], "{build:?}");
+    ensure!(
+        package.words == ["cargo", "deb", "-p", "epmdx", "--no-build"],
+        "{package:?}"
+    );
+
     let scratch = TempDir::new("deb")?;
     let staged = scratch.path().join("target/release");
     std::fs::create_dir_all(&staged)?;
-    for bin in ["epmdx", "erldist"] {
+    for bin in bins {
         let from = target_dir().join(bin);
         ensure!(
             from.exists(),
@@ -56,21 +89,16 @@ fn debian_package_contents_units_and_binaries() -> Result<()> {
         );
         std::fs::copy(&from, staged.join(bin))?;
     }
-    run(Command::new("bash")
-        .arg(repo_root().join("erlang/build.sh"))
-        .arg(staged.join("erlang/ebin")))?;
+    let ebin = adapter.words[2].replace("target/release", &staged.display().to_string());
+    run(Command::new(&adapter.words[0])
+        .arg(&adapter.words[1])
+        .arg(ebin)
+        .current_dir(repo_root()))?;
     let out_dir = scratch.path().join("out");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let deb = run(Command::new(&cargo)
-        .args([
-            "deb",
-            "-p",
-            "epmdx",
-            "--no-build",
-            "--fast",
-            "--strip",
-            "-o",
-        ])
+        .args(&package.words[1..])
+        .args(["--fast", "--strip", "-o"])
         .arg(&out_dir)
         .current_dir(repo_root())
         .env("CARGO_TARGET_DIR", scratch.path().join("target")))

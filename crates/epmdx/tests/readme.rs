@@ -22,23 +22,6 @@ fn cmds(name: &str) -> Result<Vec<Command>> {
     Ok(c)
 }
 
-/// The command line of `c`, re-joined for `sh` (words quoted as needed).
-fn line(c: &Command) -> String {
-    c.words
-        .iter()
-        .map(|w| {
-            if w.chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_./@:,=%+".contains(ch))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn answers(port: u16) -> bool {
     names_answers_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
@@ -64,7 +47,7 @@ fn set_up_runs_the_daemon_on_defaults() -> Result<()> {
     ensure!(c.len() == 1, "{c:?}");
     let mut sh = Shell::new("readme-setup")?;
     let port = sh.port();
-    sh.spawn(&line(&c[0]))?;
+    sh.spawn(&c[0].line())?;
     ensure!(
         wait_until(WAIT, || answers(port)),
         "daemon never answered on {port}"
@@ -89,7 +72,7 @@ fn usage_block_daemon_modes_names_stop_kill() -> Result<()> {
     sh.substitute("10.0.0.5", "127.0.0.2");
 
     // epmdx -daemon: returns once the port is bound.
-    sh.ok(&line(&c[0]))?;
+    sh.ok(&c[0].line())?;
     ensure!(answers(port), "-daemon returned before {port} answered");
     sh.ok(&format!("epmdx -port {port} -kill"))?;
     ensure!(
@@ -98,14 +81,14 @@ fn usage_block_daemon_modes_names_stop_kill() -> Result<()> {
     );
 
     // A foreground debug daemon on 4370.
-    let log = sh.spawn(&line(&c[1]))?;
+    let log = sh.spawn(&c[1].line())?;
     ensure!(
         wait_until(WAIT, || answers(p2)),
         "-d daemon never answered: {log:?}"
     );
 
     // -address: loopback plus the named address.
-    sh.spawn(&line(&c[2]))?;
+    sh.spawn(&c[2].line())?;
     ensure!(
         wait_until(WAIT, || names_answers_at(SocketAddr::from((
             [127, 0, 0, 2],
@@ -117,13 +100,13 @@ fn usage_block_daemon_modes_names_stop_kill() -> Result<()> {
     // -names, -stop (the daemon has -relaxed_command_check), -kill.
     let mut node = ErlNode::start("mynode", "secret", p2, &[])?;
     wait_names(&sh, p2, "name mynode at port")?;
-    let names = sh.ok(&line(&c[3]))?;
+    let names = sh.ok(&c[3].line())?;
     ensure!(
         names.starts_with(&format!("epmd: up and running on port {p2} with data:"))
             && names.contains("name mynode at port "),
         "{names}"
     );
-    let stop = sh.ok(&line(&c[4]))?;
+    let stop = sh.ok(&c[4].line())?;
     ensure!(stop.trim() == "STOPPED", "-stop printed {stop:?}");
     let after = sh.ok(&format!("epmdx -port {p2} -names"))?;
     ensure!(
@@ -131,7 +114,7 @@ fn usage_block_daemon_modes_names_stop_kill() -> Result<()> {
         "still registered after -stop: {after}"
     );
     node.kill();
-    let kill = sh.ok(&line(&c[5]))?;
+    let kill = sh.ok(&c[5].line())?;
     ensure!(kill.trim() == "Killed", "-kill printed {kill:?}");
     ensure!(wait_until(WAIT, || !answers(p2)), "-kill left {p2} serving");
     Ok(())
@@ -143,8 +126,8 @@ fn with_erl_block_registers_a_stock_node() -> Result<()> {
     ensure!(c.len() == 2, "{c:?}");
     let mut sh = Shell::new("readme-erl")?;
     let port = sh.port();
-    sh.ok(&line(&c[0]))?;
-    sh.spawn(&line(&c[1]))?;
+    sh.ok(&c[0].line())?;
+    sh.spawn(&c[1].line())?;
     wait_names(&sh, port, "name a at port ")?;
     Ok(())
 }
@@ -171,7 +154,7 @@ fn extended_commands_block() -> Result<()> {
     sh.substitute("4370", &port.to_string());
     daemon_and_tls_node(&mut sh)?;
 
-    let nodes = sh.ok(&line(&c[0]))?;
+    let nodes = sh.ok(&c[0].line())?;
     let l = nodes
         .lines()
         .find(|l| l.starts_with("name s at port "))
@@ -181,15 +164,15 @@ fn extended_commands_block() -> Result<()> {
         "{l}"
     );
 
-    let json: serde_json::Value = serde_json::from_str(&sh.ok(&line(&c[1]))?)?;
+    let json: serde_json::Value = serde_json::from_str(&sh.ok(&c[1].line())?)?;
     ensure!(json.to_string().contains("inet_tls"), "{json}");
 
-    let tls_first = sh.ok(&line(&c[2]))?;
+    let tls_first = sh.ok(&c[2].line())?;
     ensure!(
         matches_output("name s at port 2#inet_tls 1#inet_tcp", &tls_first),
         "lookup --proto inet_tls,inet_tcp: {tls_first}"
     );
-    let json: serde_json::Value = serde_json::from_str(&sh.ok(&line(&c[3]))?)?;
+    let json: serde_json::Value = serde_json::from_str(&sh.ok(&c[3].line())?)?;
     ensure!(json.to_string().contains("inet_tcp"), "{json}");
     Ok(())
 }
@@ -205,7 +188,7 @@ fn upgrade_block_prints_the_documented_line() -> Result<()> {
     ensure!(wait_until(WAIT, || answers(port)), "daemon never answered");
     let mut node = ErlNode::start("u", "secret", port, &[])?;
     wait_names(&sh, port, "name u at port ")?;
-    let out = sh.ok(&line(&c[0]))?;
+    let out = sh.ok(&c[0].line())?;
     ensure!(
         matches_output(&c[0].comment, &out),
         "{out:?} vs {:?}",
@@ -223,9 +206,9 @@ fn erldist_blocks_next_to_a_stock_node() -> Result<()> {
     ensure!(start.len() == 3 && start[1].background, "{start:?}");
     let mut sh = Shell::new("readme-erldist")?;
     let port = sh.port();
-    sh.ok(&line(&start[0]))?;
-    sh.spawn(&line(&start[1]))?;
-    let log = sh.spawn(&line(&start[2]))?;
+    sh.ok(&start[0].line())?;
+    sh.spawn(&start[1].line())?;
+    let log = sh.spawn(&start[2].line())?;
     sh.wait_log_line(&log, WAIT, |l| l.contains("listening on"))?;
     wait_names(&sh, port, "name erl at port ")?;
     wait_names(&sh, port, "name rust at port ")?;
@@ -237,12 +220,12 @@ fn erldist_blocks_next_to_a_stock_node() -> Result<()> {
 
     let c = cmds("erldist commands")?;
     ensure!(c.len() == 4, "{c:?}");
-    let ping = sh.ok(&line(&c[0]))?;
+    let ping = sh.ok(&c[0].line())?;
     ensure!(ping.trim() == "pong", "{ping}");
-    sh.ok(&line(&c[1]))?;
-    let rpc = sh.ok(&line(&c[2]))?;
+    sh.ok(&c[1].line())?;
+    let rpc = sh.ok(&c[2].line())?;
     ensure!(rpc.contains("\"25\""), "rpc otp_release: {rpc}");
-    let names = sh.ok(&line(&c[3]))?;
+    let names = sh.ok(&c[3].line())?;
     ensure!(
         names.contains("erl") && names.contains("rust"),
         "erldist names: {names}"

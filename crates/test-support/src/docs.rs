@@ -195,6 +195,32 @@ pub struct Command {
     /// The trailing `# ...` comment, which the docs use for the expected
     /// output.
     pub comment: String,
+    /// The comment-only lines right below the command (up to a blank line
+    /// or the next command), `# ` cut off: the docs' expected output when
+    /// it takes several lines.
+    pub output: Vec<String>,
+}
+
+impl Command {
+    /// The command line re-joined for `sh`: plain words as they are (so a
+    /// `*` still globs), words with `$` in double quotes (so `"$PWD/x"`
+    /// still expands), anything else in single quotes.
+    pub fn line(&self) -> String {
+        let plain = |ch: char| ch.is_ascii_alphanumeric() || "-_./@:,=%+*".contains(ch);
+        self.words
+            .iter()
+            .map(|w| {
+                if !w.is_empty() && w.chars().all(plain) {
+                    w.clone()
+                } else if w.contains('$') && !w.contains(['"', '\\', '`']) {
+                    format!("\"{w}\"")
+                } else {
+                    format!("'{}'", w.replace('\'', r"'\''"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// Cuts a trailing ` # comment` that is outside quotes.
@@ -215,12 +241,27 @@ fn split_comment(line: &str) -> (&str, &str) {
 }
 
 /// The commands of a shell block: comment-only lines skipped,
-/// backslash-continued lines joined, trailing comments and `&` split off.
+/// backslash-continued lines joined, trailing comments and `&` split off,
+/// the comment lines right below a command kept as its [`Command::output`].
 pub fn commands(body: &str) -> Result<Vec<Command>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Command> = Vec::new();
     let mut pending = String::new();
+    // Whether comment lines still belong to the last command's output.
+    let mut in_output = false;
     for line in body.lines() {
         if pending.is_empty() && line.trim_start().starts_with('#') {
+            if in_output {
+                if let Some(last) = out.last_mut() {
+                    let text = line.trim_start()[1..]
+                        .strip_prefix(' ')
+                        .unwrap_or(&line.trim_start()[1..]);
+                    last.output.push(text.to_owned());
+                }
+            }
+            continue;
+        }
+        if pending.is_empty() && line.trim().is_empty() {
+            in_output = false;
             continue;
         }
         if let Some(head) = line.strip_suffix('\\') {
@@ -243,7 +284,9 @@ pub fn commands(body: &str) -> Result<Vec<Command>> {
             words: shell_words(code)?,
             background,
             comment: comment.to_owned(),
+            output: Vec::new(),
         });
+        in_output = true;
     }
     if !pending.is_empty() {
         bail!("block ends in a line continuation");
@@ -322,6 +365,18 @@ mod tests {
         assert!(!cmds[0].background);
         assert_eq!(cmds[1].words, ["erl", "-sname", "a", "-setcookie", "x # y"]);
         assert!(cmds[1].background);
+        assert!(cmds[0].output.is_empty());
+    }
+
+    #[test]
+    fn output_lines_below_a_command() {
+        let cmds =
+            commands("epmdx nodes\n# name s\n# name t\n\n# heading\nepmdx -names\n").unwrap();
+        assert_eq!(cmds[0].output, ["name s", "name t"]);
+        assert!(cmds[1].output.is_empty());
+        assert_eq!(cmds[0].line(), "epmdx nodes");
+        let c = &commands("erl -ssl_dist_optfile \"$PWD/x\" -e 'a b'\n").unwrap()[0];
+        assert_eq!(c.line(), "erl -ssl_dist_optfile \"$PWD/x\" -e 'a b'");
     }
 }
 
