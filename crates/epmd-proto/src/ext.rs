@@ -550,6 +550,143 @@ pub fn finish_reply32(out: &mut [u8]) {
     out[..4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// The fixed part of a node record (§3.6 of docs/protocol.md), borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead<'a> {
+    /// [`NodeType`](crate::NodeType) code, echoed from the registration.
+    pub node_type: u8,
+    /// Highest distribution version.
+    pub high: u16,
+    /// Lowest distribution version.
+    pub low: u16,
+    /// [`FLAG_LEGACY`] or 0.
+    pub flags: u8,
+    /// Node name.
+    pub name: &'a [u8],
+}
+
+impl RecordHead<'_> {
+    /// Appends the record with these transports (at most 255).
+    pub fn put<'t>(
+        &self,
+        out: &mut Vec<u8>,
+        transports: impl ExactSizeIterator<Item = TransportRef<'t>>,
+    ) {
+        put_node_record(
+            out,
+            self.node_type,
+            self.high,
+            self.low,
+            self.flags,
+            self.name,
+            transports,
+        );
+    }
+}
+
+/// Builds a whole NAMES3 reply: `Len u32 | EpmdPort u32 | Count u32 |
+/// NodeRecord × Count`. The count and the length are filled in by
+/// [`Names3Writer::finish`], so they always match the records written.
+#[derive(Debug)]
+pub struct Names3Writer {
+    out: Vec<u8>,
+    count: u32,
+}
+
+impl Names3Writer {
+    /// Starts a listing for a daemon on `epmd_port`.
+    pub fn new(epmd_port: u16) -> Self {
+        let mut out = start_reply32(u32::from(epmd_port));
+        out.extend_from_slice(&[0; 4]);
+        Self { out, count: 0 }
+    }
+
+    /// Appends one node record (newest registration first is the caller's
+    /// job).
+    pub fn node<'t>(
+        &mut self,
+        head: &RecordHead<'_>,
+        transports: impl ExactSizeIterator<Item = TransportRef<'t>>,
+    ) {
+        head.put(&mut self.out, transports);
+        self.count += 1;
+    }
+
+    /// The finished reply.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[8..12].copy_from_slice(&self.count.to_be_bytes());
+        finish_reply32(&mut self.out);
+        self.out.shrink_to_fit();
+        self.out
+    }
+}
+
+/// Builds a whole DUMP3 reply (§3.5 of docs/protocol.md): every live node
+/// with its creation, then the unregistered-names list. Counts and the
+/// length are filled in as the parts are written.
+#[derive(Debug)]
+pub struct Dump3Writer {
+    out: Vec<u8>,
+    live: u32,
+}
+
+impl Dump3Writer {
+    /// Starts a listing for a daemon on `epmd_port`.
+    pub fn new(epmd_port: u16) -> Self {
+        let mut out = start_reply32(u32::from(epmd_port));
+        out.extend_from_slice(&[0; 4]);
+        Self { out, live: 0 }
+    }
+
+    /// Appends one live node with its creation counter.
+    pub fn live<'t>(
+        &mut self,
+        creation: u32,
+        head: &RecordHead<'_>,
+        transports: impl ExactSizeIterator<Item = TransportRef<'t>>,
+    ) {
+        self.out.extend_from_slice(&creation.to_be_bytes());
+        head.put(&mut self.out, transports);
+        self.live += 1;
+    }
+
+    /// Ends the live part; the unregistered entries follow.
+    pub fn old_list(mut self) -> Dump3OldWriter {
+        self.out[8..12].copy_from_slice(&self.live.to_be_bytes());
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        Dump3OldWriter {
+            out: self.out,
+            at,
+            count: 0,
+        }
+    }
+}
+
+/// The second part of a DUMP3 reply, from [`Dump3Writer::old_list`].
+#[derive(Debug)]
+pub struct Dump3OldWriter {
+    out: Vec<u8>,
+    at: usize,
+    count: u32,
+}
+
+impl Dump3OldWriter {
+    /// Appends one unregistered-list entry (oldest first).
+    pub fn old(&mut self, creation: u32, port: u16, name: &[u8]) {
+        put_old_entry(&mut self.out, creation, port, name);
+        self.count += 1;
+    }
+
+    /// The finished reply.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[self.at..self.at + 4].copy_from_slice(&self.count.to_be_bytes());
+        finish_reply32(&mut self.out);
+        self.out.shrink_to_fit();
+        self.out
+    }
+}
+
 /// Decodes a NAMES3 body (after its `u32` length).
 pub fn decode_names3_body(body: &[u8]) -> Result<Names3, Malformed> {
     let mut r = Reader::new(body);
@@ -724,6 +861,47 @@ mod tests {
         assert!(d.live[0].1.legacy);
         assert_eq!(d.live[0].0, 7);
         assert_eq!(d.old[0].name, b"gone");
+    }
+
+    #[test]
+    fn writers_count_what_they_write() {
+        let head = RecordHead {
+            node_type: 77,
+            high: 6,
+            low: 6,
+            flags: 0,
+            name: b"s",
+        };
+        let ts = [TransportRef {
+            port: 1,
+            proto: b"inet_tcp",
+            extra: b"x",
+        }];
+        let mut w = Names3Writer::new(4369);
+        w.node(&head, ts.iter().copied());
+        w.node(&RecordHead { name: b"t", ..head }, [].into_iter());
+        let out = w.finish();
+        let n = decode_names3_body(check_reply32(&out).unwrap()).unwrap();
+        assert_eq!(n.epmd_port, 4369);
+        assert_eq!(n.nodes.len(), 2);
+        assert_eq!(n.nodes[0].transports[0].extra, b"x");
+        assert!(n.nodes[1].transports.is_empty());
+        let empty = Names3Writer::new(7).finish();
+        assert_eq!(empty, [0, 0, 0, 8, 0, 0, 0, 7, 0, 0, 0, 0]);
+
+        let mut d = Dump3Writer::new(4369);
+        d.live(9, &head, ts.iter().copied());
+        let mut o = d.old_list();
+        o.old(3, 2, b"gone");
+        o.old(4, 5, b"also");
+        let out = o.finish();
+        let d = decode_dump3_body(check_reply32(&out).unwrap()).unwrap();
+        assert_eq!(d.live.len(), 1);
+        assert_eq!(d.live[0].0, 9);
+        assert_eq!(d.old.len(), 2);
+        assert_eq!(d.old[1].name, b"also");
+        let empty = Dump3Writer::new(7).old_list().finish();
+        assert_eq!(empty, [0, 0, 0, 12, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -294,6 +294,67 @@ pub fn put_dump_old(out: &mut Vec<u8>, name: &[u8], port: u16, fd: i32) {
     out.extend_from_slice(format!(">, port = {port}, fd = {fd} \n\0").as_bytes());
 }
 
+/// A whole NAMES or DUMP reply: the `u32` port header, then one line per
+/// entry (docs/protocol.md §8.4). The end of every part is kept so a
+/// `-delay_write` daemon can send them separately, as the C epmd's one
+/// `write` per line does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextListing {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl TextListing {
+    /// Starts a listing for a daemon on `epmd_port`.
+    pub fn new(epmd_port: u16) -> Self {
+        Self {
+            bytes: u32::from(epmd_port).to_be_bytes().to_vec(),
+            ends: vec![4],
+        }
+    }
+
+    fn end_part(&mut self) {
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Appends a NAMES line ([`put_names_line`]).
+    pub fn names_line(&mut self, name: &[u8], port: u16) {
+        put_names_line(&mut self.bytes, name, port);
+        self.end_part();
+    }
+
+    /// Appends a DUMP line for a live node ([`put_dump_active`]).
+    pub fn dump_active(&mut self, name: &[u8], port: u16, fd: i32) {
+        put_dump_active(&mut self.bytes, name, port, fd);
+        self.end_part();
+    }
+
+    /// Appends a DUMP line for an unregistered entry ([`put_dump_old`]).
+    pub fn dump_old(&mut self, name: &[u8], port: u16, fd: i32) {
+        put_dump_old(&mut self.bytes, name, port, fd);
+        self.end_part();
+    }
+
+    /// The header, then each line, as separate slices.
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| &self.bytes[a..b])
+    }
+
+    /// The whole reply.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The whole reply, without the part boundaries.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        self.bytes.shrink_to_fit();
+        self.bytes
+    }
+}
+
 /// Parses the text of a NAMES reply (after the u32 port) into
 /// `(name, port)` pairs, the way `erl_epmd` does. Lines that do not match
 /// the format are skipped.
@@ -398,6 +459,24 @@ mod tests {
             name,
             extra: b"",
         }
+    }
+
+    #[test]
+    fn text_listing_keeps_its_parts() {
+        let mut l = TextListing::new(4369);
+        l.names_line(b"b", 2);
+        l.names_line(b"a", 1);
+        let parts: Vec<&[u8]> = l.parts().collect();
+        assert_eq!(
+            parts,
+            [
+                &[0, 0, 17, 17][..],
+                b"name b at port 2\n",
+                b"name a at port 1\n"
+            ]
+        );
+        assert_eq!(l.as_bytes(), parts.concat());
+        assert_eq!(TextListing::new(1).into_bytes(), [0, 0, 0, 1]);
     }
 
     #[test]

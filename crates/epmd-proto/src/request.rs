@@ -52,9 +52,9 @@ pub enum Request<'a> {
     Alive3(Alive3Req<'a>),
     /// PORT_PLEASE3_REQ (90).
     PortPlease3(PortPlease3Req<'a>),
-    /// NAMES3_REQ (78).
+    /// NAMES3_REQ (78); nothing may follow the command byte.
     Names3,
-    /// DUMP3_REQ (68).
+    /// DUMP3_REQ (68); nothing may follow the command byte.
     Dump3,
     /// UNREG3_REQ (85).
     Unreg3(Unreg3Req<'a>),
@@ -88,8 +88,10 @@ impl<'a> Request<'a> {
             }
             code::ALIVE3_REQ => Alive3Req::decode(body).map(Self::Alive3),
             code::PORT_PLEASE3_REQ => PortPlease3Req::decode(body).map(Self::PortPlease3),
-            code::NAMES3_REQ => Ok(Self::Names3),
-            code::DUMP3_REQ => Ok(Self::Dump3),
+            // The extension's layouts are exact (docs/protocol.md §2), so
+            // unlike NAMES and DUMP a byte after the command is refused.
+            code::NAMES3_REQ => exact(rest, Self::Names3),
+            code::DUMP3_REQ => exact(rest, Self::Dump3),
             code::UNREG3_REQ => Unreg3Req::decode(body).map(Self::Unreg3),
             _ => Err(Malformed::UnknownCommand),
         }
@@ -108,6 +110,14 @@ impl<'a> Request<'a> {
                 | Self::Dump3
                 | Self::Unreg3(_)
         )
+    }
+}
+
+fn exact<'a>(rest: &[u8], req: Request<'a>) -> Result<Request<'a>, Malformed> {
+    if rest.is_empty() {
+        Ok(req)
+    } else {
+        Err(Malformed::TrailingBytes)
     }
 }
 
@@ -138,6 +148,10 @@ mod tests {
         assert_eq!(Request::decode(b"sfoo\0bar"), Ok(Request::Stop(b"foo")));
         assert_eq!(Request::decode(b"s"), Err(Malformed::TooShort));
         assert_eq!(Request::decode(b"a"), Err(Malformed::UnknownCommand));
+        assert_eq!(Request::decode(b"N"), Ok(Request::Names3));
+        assert_eq!(Request::decode(b"N\0"), Err(Malformed::TrailingBytes));
+        assert_eq!(Request::decode(b"D"), Ok(Request::Dump3));
+        assert_eq!(Request::decode(b"Dx"), Err(Malformed::TrailingBytes));
         assert!(Request::decode(b"d").unwrap().is_local_only());
         assert!(!Request::decode(b"n").unwrap().is_local_only());
         assert!(is_local_only_code(code::ALIVE3_REQ));

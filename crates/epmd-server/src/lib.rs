@@ -6,6 +6,8 @@
 //!   rules; pure data, no I/O, no clock.
 //! - [`listen`]: binding the listening sockets exactly where the C epmd would,
 //!   before the process daemonises.
+//! - [`respond`]: what to answer: one pure function from a request and its
+//!   peer to an outcome (reply, register, stop, kill, close).
 //! - [`server`]: the tokio Listener/Handler pair, connection bounds and
 //!   timeouts.
 //! - [`handover`]: the in-place upgrade (re-exec, sockets and registry
@@ -17,6 +19,7 @@ mod accept;
 pub mod handover;
 pub mod listen;
 pub mod registry;
+pub mod respond;
 pub mod server;
 
 pub use server::{Config, Server, ServerError};

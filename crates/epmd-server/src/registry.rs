@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use epmd_proto::ext::{self, Status, TransportRef, FLAG_LEGACY};
 use epmd_proto::legacy::{self, Alive2Req};
 use epmd_proto::limits::MAX_TRANSPORTS;
@@ -144,34 +146,39 @@ impl<H> Node<H> {
         };
     }
 
-    fn put_record(&self, out: &mut Vec<u8>, name: &[u8], filter: &Filter<'_>) {
-        match &self.kind {
-            Kind::Legacy { port, extra, .. } => ext::put_node_record(
-                out,
-                self.node_type,
-                self.high,
-                self.low,
-                FLAG_LEGACY,
-                name,
-                std::iter::once(TransportRef {
-                    port: *port,
-                    proto: b"",
-                    extra,
-                }),
-            ),
-            Kind::Ext { transports } => {
-                let chosen = filter.select(transports);
-                ext::put_node_record(
-                    out,
-                    self.node_type,
-                    self.high,
-                    self.low,
-                    0,
-                    name,
-                    chosen.iter().map(|t| t.as_ref()),
-                );
-            }
+    /// The record's fixed part.
+    fn head<'a>(&self, name: &'a [u8]) -> ext::RecordHead<'a> {
+        ext::RecordHead {
+            node_type: self.node_type,
+            high: self.high,
+            low: self.low,
+            flags: match self.kind {
+                Kind::Legacy { .. } => FLAG_LEGACY,
+                Kind::Ext { .. } => 0,
+            },
+            name,
         }
+    }
+
+    /// The transports `filter` lets the caller see, in its order; a legacy
+    /// node's one transport always (protocol unknown).
+    fn visible<'a>(&'a self, filter: &Filter<'_>) -> Vec<TransportRef<'a>> {
+        match &self.kind {
+            Kind::Legacy { port, extra, .. } => vec![TransportRef {
+                port: *port,
+                proto: b"",
+                extra,
+            }],
+            Kind::Ext { transports } => filter
+                .select(transports)
+                .into_iter()
+                .map(Transport::as_ref)
+                .collect(),
+        }
+    }
+
+    fn put_record(&self, out: &mut Vec<u8>, name: &[u8], filter: &Filter<'_>) {
+        self.head(name).put(out, self.visible(filter).into_iter());
     }
 }
 
@@ -269,6 +276,20 @@ impl std::fmt::Debug for ObserverSlot {
     }
 }
 
+/// Listings encoded once per registry change and shared by every caller
+/// until the next change (a clone is a reference-count increment), so a
+/// crowd of clients asking for a big listing costs one copy, not one each.
+#[derive(Debug, Default)]
+struct Listings {
+    /// The epmd port the cached listings carry in their header.
+    port: u16,
+    names: Option<Bytes>,
+    dump: Option<Bytes>,
+    names3_local: Option<Bytes>,
+    names3_remote: Option<Bytes>,
+    dump3: Option<Bytes>,
+}
+
 /// The registry. `H` is a handle stored with each node (the daemon keeps a
 /// way to close the owning connection there, for STOP).
 #[derive(Debug)]
@@ -281,6 +302,7 @@ pub struct Registry<H> {
     old_cap: usize,
     capacity: usize,
     observer: ObserverSlot,
+    listings: Listings,
 }
 
 impl<H> Registry<H> {
@@ -296,6 +318,7 @@ impl<H> Registry<H> {
             old_cap,
             capacity,
             observer: ObserverSlot(None),
+            listings: Listings::default(),
         }
     }
 
@@ -315,6 +338,33 @@ impl<H> Registry<H> {
             let state = self.nodes.get(name).map(|n| snapshot::node_state(name, n));
             obs(name, state.as_ref());
         }
+    }
+
+    /// Drops the cached listings: called by every change to the live
+    /// nodes or the unregistered list.
+    fn invalidate_listings(&mut self) {
+        self.listings = Listings::default();
+    }
+
+    /// The cached listing in `slot` for `port`, encoding it on a miss.
+    fn cached(
+        &mut self,
+        port: u16,
+        slot: fn(&mut Listings) -> &mut Option<Bytes>,
+        encode: impl FnOnce(&Self) -> Vec<u8>,
+    ) -> Bytes {
+        if self.listings.port != port {
+            self.listings = Listings {
+                port,
+                ..Listings::default()
+            };
+        }
+        if let Some(b) = slot(&mut self.listings) {
+            return b.clone();
+        }
+        let b = Bytes::from(encode(self));
+        *slot(&mut self.listings) = Some(b.clone());
+        b
     }
 
     /// Number of live nodes.
@@ -368,6 +418,7 @@ impl<H> Registry<H> {
         let creation = node.counter;
         self.order.insert(seq, name.into());
         self.nodes.insert(name.into(), node);
+        self.invalidate_listings();
         self.changed(name);
         Registered { creation }
     }
@@ -478,6 +529,7 @@ impl<H> Registry<H> {
         transports.extend(owned_transports(req));
         node.recompute_port2(name);
         let creation = node.counter;
+        self.invalidate_listings();
         self.changed(name);
         Ok(Registered { creation })
     }
@@ -499,6 +551,7 @@ impl<H> Registry<H> {
         };
         transports.remove(i);
         node.recompute_port2(name);
+        self.invalidate_listings();
         self.changed(name);
         Status::Ok
     }
@@ -526,6 +579,7 @@ impl<H> Registry<H> {
             counter: node.counter,
             fd: node.fd,
         });
+        self.invalidate_listings();
         self.changed(name);
         Some(node.handle)
     }
@@ -555,67 +609,98 @@ impl<H> Registry<H> {
         })
     }
 
-    /// The NAMES text (after the u32 port): one line per node legacy callers
-    /// can use, newest first. Returns the lines separately so `-delay_write`
-    /// can pace them like the C server's one write per line.
-    pub fn names_lines(&self) -> Vec<Vec<u8>> {
-        self.newest_first()
-            .filter_map(|(name, node)| {
-                let port = node.legacy_port()?;
-                let mut line = Vec::with_capacity(name.len() + 24);
-                legacy::put_names_line(&mut line, name, port);
-                Some(line)
-            })
-            .collect()
-    }
-
-    /// The DUMP lines: live nodes (as NAMES lists them), then the
-    /// unregistered list, oldest first.
-    pub fn dump_lines(&self) -> Vec<Vec<u8>> {
-        let live = self.newest_first().filter_map(|(name, node)| {
-            let port = node.legacy_port()?;
-            let mut line = Vec::new();
-            legacy::put_dump_active(&mut line, name, port, node.fd);
-            Some(line)
-        });
-        let old = self.old.iter().map(|o| {
-            let mut line = Vec::new();
-            legacy::put_dump_old(&mut line, &o.name, o.port, o.fd);
-            line
-        });
-        live.chain(old).collect()
-    }
-
-    /// The NAMES3 reply (length-prefixed).
-    pub fn names3_reply(&self, epmd_port: u16, local: bool) -> Vec<u8> {
-        let filter = Filter { protos: &[], local };
-        let mut out = ext::start_reply32(u32::from(epmd_port));
-        out.extend_from_slice(&(self.nodes.len() as u32).to_be_bytes());
+    /// The NAMES listing: one line per node legacy callers can use, newest
+    /// first, with its parts kept apart for `-delay_write` pacing. See
+    /// [`Self::names`] for the cached bytes.
+    pub fn names_listing(&self, epmd_port: u16) -> legacy::TextListing {
+        let mut l = legacy::TextListing::new(epmd_port);
         for (name, node) in self.newest_first() {
-            node.put_record(&mut out, name, &filter);
+            if let Some(port) = node.legacy_port() {
+                l.names_line(name, port);
+            }
         }
-        ext::finish_reply32(&mut out);
-        out
+        l
     }
 
-    /// The DUMP3 reply (length-prefixed); local callers only.
-    pub fn dump3_reply(&self, epmd_port: u16) -> Vec<u8> {
+    /// The DUMP listing: live nodes (as NAMES lists them), then the
+    /// unregistered list, oldest first.
+    pub fn dump_listing(&self, epmd_port: u16) -> legacy::TextListing {
+        let mut l = legacy::TextListing::new(epmd_port);
+        for (name, node) in self.newest_first() {
+            if let Some(port) = node.legacy_port() {
+                l.dump_active(name, port, node.fd);
+            }
+        }
+        for o in &self.old {
+            l.dump_old(&o.name, o.port, o.fd);
+        }
+        l
+    }
+
+    /// The whole NAMES reply, shared until the registry changes.
+    pub fn names(&mut self, epmd_port: u16) -> Bytes {
+        self.cached(
+            epmd_port,
+            |l| &mut l.names,
+            |r| r.names_listing(epmd_port).into_bytes(),
+        )
+    }
+
+    /// The whole DUMP reply, shared until the registry changes.
+    pub fn dump(&mut self, epmd_port: u16) -> Bytes {
+        self.cached(
+            epmd_port,
+            |l| &mut l.dump,
+            |r| r.dump_listing(epmd_port).into_bytes(),
+        )
+    }
+
+    /// The NAMES3 reply (length-prefixed), shared until the registry
+    /// changes; `local` callers also see Unix-socket transports.
+    pub fn names3(&mut self, epmd_port: u16, local: bool) -> Bytes {
+        fn local_slot(l: &mut Listings) -> &mut Option<Bytes> {
+            &mut l.names3_local
+        }
+        fn remote_slot(l: &mut Listings) -> &mut Option<Bytes> {
+            &mut l.names3_remote
+        }
+        let slot = if local { local_slot } else { remote_slot };
+        self.cached(epmd_port, slot, |r| r.encode_names3(epmd_port, local))
+    }
+
+    /// The DUMP3 reply (length-prefixed; local callers only), shared until
+    /// the registry changes.
+    pub fn dump3(&mut self, epmd_port: u16) -> Bytes {
+        self.cached(epmd_port, |l| &mut l.dump3, |r| r.encode_dump3(epmd_port))
+    }
+
+    fn encode_names3(&self, epmd_port: u16, local: bool) -> Vec<u8> {
+        let filter = Filter { protos: &[], local };
+        let mut w = ext::Names3Writer::new(epmd_port);
+        for (name, node) in self.newest_first() {
+            w.node(&node.head(name), node.visible(&filter).into_iter());
+        }
+        w.finish()
+    }
+
+    fn encode_dump3(&self, epmd_port: u16) -> Vec<u8> {
         let filter = Filter {
             protos: &[],
             local: true,
         };
-        let mut out = ext::start_reply32(u32::from(epmd_port));
-        out.extend_from_slice(&(self.nodes.len() as u32).to_be_bytes());
+        let mut w = ext::Dump3Writer::new(epmd_port);
         for (name, node) in self.newest_first() {
-            out.extend_from_slice(&node.counter.to_be_bytes());
-            node.put_record(&mut out, name, &filter);
+            w.live(
+                node.counter,
+                &node.head(name),
+                node.visible(&filter).into_iter(),
+            );
         }
-        out.extend_from_slice(&(self.old.len() as u32).to_be_bytes());
+        let mut w = w.old_list();
         for o in &self.old {
-            ext::put_old_entry(&mut out, o.counter, o.port, &o.name);
+            w.old(o.counter, o.port, &o.name);
         }
-        ext::finish_reply32(&mut out);
-        out
+        w.finish()
     }
 }
 
@@ -746,12 +831,12 @@ mod tests {
         r.register_legacy(2, 0, &alive(b"two", 22, 5), 0, ())
             .unwrap();
         assert_eq!(
-            r.names_lines().concat(),
+            r.names(0)[4..].to_vec(),
             b"name two at port 22\nname one at port 11\n".to_vec()
         );
         assert!(r.unregister(2, b"one").is_none(), "not the owner");
         assert!(r.unregister(1, b"one").is_some());
-        assert_eq!(r.names_lines().concat(), b"name two at port 22\n".to_vec());
+        assert_eq!(r.names(0)[4..].to_vec(), b"name two at port 22\n".to_vec());
         assert!(r.port2_reply(b"one").is_none());
         assert!(r.port2_reply(b"two").is_some());
     }
@@ -774,7 +859,7 @@ mod tests {
         r.register_ext(1, 0, &req, 0, ()).unwrap();
         let reply = r.port2_reply(b"s").unwrap();
         assert_eq!(&reply[2..4], &49645u16.to_be_bytes());
-        assert_eq!(r.names_lines().concat(), b"name s at port 49645\n".to_vec());
+        assert_eq!(r.names(0)[4..].to_vec(), b"name s at port 49645\n".to_vec());
         // Another connection cannot add to it.
         let more = alive3(b"s", &[(b"uds", 0)]);
         assert_eq!(
@@ -812,14 +897,14 @@ mod tests {
         // (a Unix socket is never a legacy answer).
         assert_eq!(r.remove_transport(1, b"s", b"inet_tcp"), Status::Ok);
         assert_eq!(&r.port2_reply(b"s").unwrap()[2..4], &41477u16.to_be_bytes());
-        assert_eq!(r.names_lines().concat(), b"name s at port 41477\n".to_vec());
+        assert_eq!(r.names(0)[4..].to_vec(), b"name s at port 41477\n".to_vec());
         assert_eq!(
             r.remove_transport(1, b"s", b"inet_tcp"),
             Status::NoSuchTransport
         );
         assert_eq!(r.remove_transport(1, b"s", b"inet_tls"), Status::Ok);
         assert!(r.port2_reply(b"s").is_none());
-        assert!(r.names_lines().is_empty());
+        assert_eq!(r.names(0).len(), 4);
     }
 
     #[test]
@@ -829,7 +914,7 @@ mod tests {
         req.legacy_default = 0b10;
         r.register_ext(1, 0, &req, 0, ()).unwrap();
         assert_eq!(&r.port2_reply(b"m").unwrap()[2..4], &2000u16.to_be_bytes());
-        assert_eq!(r.names_lines().concat(), b"name m at port 2000\n".to_vec());
+        assert_eq!(r.names(0)[4..].to_vec(), b"name m at port 2000\n".to_vec());
         // The mark survives an upgrade's export and import.
         let back: Registry<()> = Registry::import(10, 1000, &r.export(), |_, n| (1, n.fd, ()));
         assert_eq!(back.port2_reply(b"m"), r.port2_reply(b"m"));
@@ -884,7 +969,7 @@ mod tests {
         r.register_legacy(1, 0, &alive(b"a", 1, 6), 10, ()).unwrap();
         r.register_legacy(2, 0, &alive(b"b", 2, 6), 10, ()).unwrap();
         r.unregister(1, b"a");
-        let out = r.dump3_reply(4369);
+        let out = r.dump3(4369);
         let d = ext::decode_dump3_body(ext::check_reply32(&out).unwrap()).unwrap();
         assert_eq!(d.live.len(), 1);
         assert_eq!(d.live[0].1.name, b"b");

@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use epmd_proto::ext::{self, Status};
+use std::future::Future;
+
+use bytes::Bytes;
 use epmd_proto::frame;
-use epmd_proto::legacy::{self, Alive2Resp};
 use epmd_proto::limits::{MAX_PACKET, UNREG_LIST_CAP};
 use epmd_proto::Request;
 use tokio::io::unix::AsyncFd;
@@ -31,7 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::{debug, trace, warn, Instrument};
 
-use crate::registry::{ConnId, Filter, Registry};
+use crate::registry::{ConnId, Registry};
+use crate::respond::{respond, Outcome, PeerCtx, Refusal, Reply, Stopper};
 
 /// The C epmd's input buffer: one request frame always fits.
 const INBUF_SIZE: usize = MAX_PACKET + 3;
@@ -84,9 +86,6 @@ impl Default for Config {
 
 /// The C epmd's unregistered-list cap under `-d`.
 const DEBUG_UNREG_LIST_CAP: usize = 5;
-
-/// Closes the connection of a node that STOP removed.
-type Stopper = Arc<Notify>;
 
 #[derive(Debug)]
 struct Shared {
@@ -260,23 +259,11 @@ impl Server {
             stream.set_nonblocking(true)?;
             let stream = TcpStream::from_std(stream)?;
             let extended = matches!(node.kind, crate::registry::KindState::Ext { .. });
-            let shared = server.shared.clone();
             let name: Box<[u8]> = node.name.as_slice().into();
             let id = i as ConnId + 1;
             let span = tracing::debug_span!("adopted", id);
-            tokio::spawn(
-                async move {
-                    let mut stream = stream;
-                    if extended {
-                        serve_ext_registration(&shared, id, &name, &mut stream, &stopper).await;
-                    } else {
-                        hold_legacy(&shared, &mut stream, &stopper).await;
-                    }
-                    shared.registry().unregister(id, &name);
-                    debug!("unregistering '{}'", String::from_utf8_lossy(&name));
-                }
-                .instrument(span),
-            );
+            let held = hold_registered(server.shared.clone(), id, name, stream, stopper, extended);
+            tokio::spawn(held.instrument(span));
         }
         Ok(server)
     }
@@ -301,21 +288,40 @@ impl Server {
 
     /// Serves until a KILL request is accepted.
     pub async fn run(self) -> Result<(), ServerError> {
-        for l in self.listeners {
-            tokio::spawn(accept_loop(self.shared.clone(), l));
-        }
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until a KILL request is accepted or `shutdown` completes,
+    /// whichever comes first. Then the accept loops stop and the listening
+    /// sockets close; connections already accepted finish on their own
+    /// (or end with the runtime).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let accepting: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(self.shared.clone(), l)))
+            .collect();
         crate::handover::spawn_signal_task(self.shared.clone());
-        self.shared.killed.notified().await;
-        debug!("killed by request");
+        tokio::select! {
+            () = self.shared.killed.notified() => debug!("killed by request"),
+            () = shutdown => debug!("shut down"),
+        }
+        for task in &accepting {
+            task.abort();
+        }
+        for task in accepting {
+            // Aborted: the listener is dropped (closed) once this returns.
+            let _ = task.await;
+        }
         Ok(())
     }
 }
 
 /// Accepts connections. Sockets are accepted with `accept4` straight from
 /// the listener and first served synchronously (see [`serve_fast`]): a
-/// lookup whose request is already in the socket buffer is answered without
-/// registering the socket with the reactor or spawning a task. Everything
-/// else continues in its own task.
+/// lookup or listing whose request is already in the socket buffer is
+/// answered without registering the socket with the reactor or spawning a
+/// task. Everything else continues in its own task.
 async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListener>) {
     loop {
         shared.upgrade.gate().wait_accepting().await;
@@ -337,8 +343,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListene
             match crate::accept::accept4(guard.get_inner()) {
                 Ok((stream, peer)) => {
                     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                    if let Some(initial) = serve_fast(&shared, &stream, peer) {
-                        spawn_conn(&shared, id, stream, peer, initial);
+                    if let Some(start) = serve_fast(&shared, id, &stream, peer) {
+                        spawn_conn(&shared, id, stream, peer, start);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -373,12 +379,22 @@ async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListene
 /// Accepts handled per listener wake-up before yielding.
 const ACCEPT_BATCH: usize = 64;
 
+/// How a connection's task starts.
+#[derive(Debug)]
+enum Start {
+    /// Read the request; these bytes of it already arrived.
+    Read(Vec<u8>),
+    /// The fast path answered, but the socket took only part of the reply:
+    /// the rest, still bound by the pending cap and the reply deadline.
+    Finish(Bytes),
+}
+
 fn spawn_conn(
     shared: &Arc<Shared>,
     id: ConnId,
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    initial: Vec<u8>,
+    start: Start,
 ) {
     let span = tracing::debug_span!("conn", id, %peer);
     let shared = shared.clone();
@@ -386,7 +402,7 @@ fn spawn_conn(
     tokio::spawn(
         async move {
             match TcpStream::from_std(stream) {
-                Ok(s) => serve_conn(shared, id, s, peer, initial, busy).await,
+                Ok(s) => serve_conn(shared, id, s, peer, start, busy).await,
                 Err(e) => warn!("cannot register connection: {e}"),
             }
         }
@@ -394,19 +410,38 @@ fn spawn_conn(
     );
 }
 
-/// Tries to answer a lookup synchronously from what already arrived.
+/// Requests the fast path answers: lookups and listings, which change
+/// nothing (so an upgrade's snapshot can never miss their effect).
+fn is_fast(req: &Request<'_>) -> bool {
+    matches!(
+        req,
+        Request::PortPlease2(_)
+            | Request::PortPlease3(_)
+            | Request::Names
+            | Request::Names3
+            | Request::Dump
+            | Request::Dump3
+    )
+}
+
+/// Tries to answer a request synchronously from what already arrived.
 /// Returns `None` when the connection is finished (answered or refused),
-/// or the bytes read so far when it needs the asynchronous handler.
-fn serve_fast(shared: &Shared, stream: &std::net::TcpStream, peer: SocketAddr) -> Option<Vec<u8>> {
+/// or how its task must go on.
+fn serve_fast(
+    shared: &Shared,
+    id: ConnId,
+    stream: &std::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<Start> {
     use std::io::{Read, Write};
     if !shared.cfg.delay_write.is_zero() {
-        return Some(Vec::new());
+        return Some(Start::Read(Vec::new()));
     }
     let mut buf = [0u8; FIRST_READ];
     let n = match (&*stream).read(&mut buf) {
         Ok(0) => return None,
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Start::Read(Vec::new())),
         Err(_) => return None,
     };
     let bytes = &buf[..n];
@@ -414,63 +449,59 @@ fn serve_fast(shared: &Shared, stream: &std::net::TcpStream, peer: SocketAddr) -
         Ok(Some(len)) if n == len + 2 => len,
         // Bad framing, pipelining and partial frames get the full
         // treatment (and its logging) in the handler.
-        _ => return Some(bytes.to_vec()),
+        _ => return Some(Start::Read(bytes.to_vec())),
     };
-    let reply: Vec<u8> = match Request::decode(&bytes[2..2 + len]) {
-        Ok(Request::PortPlease2(name)) => match shared.registry().port2_reply(name) {
-            Some(r) => r.to_vec(),
-            None => legacy::PORT2_MISS.to_vec(),
-        },
-        Ok(Request::PortPlease3(p)) => match p.validate() {
-            Err(st) => ext::encode_port3_status(st).to_vec(),
-            Ok(()) => {
-                let local_ip = stream.local_addr().ok().map(|a| a.ip());
-                let filter = Filter {
-                    protos: &p.protos,
-                    local: is_local_peer(peer.ip(), local_ip),
-                };
-                shared.registry().port3_reply(p.name, &filter)
-            }
-        },
-        _ => return Some(bytes.to_vec()),
+    let req = match Request::decode(&bytes[2..2 + len]) {
+        Ok(r) if is_fast(&r) => r,
+        _ => return Some(Start::Read(bytes.to_vec())),
+    };
+    let ctx = PeerCtx {
+        conn: id,
+        fd: stream.as_raw_fd(),
+        local: is_local_peer(peer.ip(), || stream.local_addr()),
+        now_unix: 0,
+        owns: None,
+    };
+    let outcome = respond(&mut shared.registry(), req, &ctx, &shared.cfg);
+    let reply = match outcome {
+        Outcome::Reply(Reply::Whole(b)) => b,
+        Outcome::Close(why) => {
+            log_refusal(why, peer);
+            return None;
+        }
+        // Lookups and listings without -delay_write are one buffer.
+        other => {
+            debug_assert!(false, "unexpected fast-path outcome {other:?}");
+            return None;
+        }
     };
     match (&*stream).write(&reply) {
         Ok(w) if w == reply.len() => None,
-        // A full socket buffer on a fresh connection is unexpected; finish
-        // the write asynchronously rather than drop the reply.
-        Ok(w) => {
-            let rest = reply[w..].to_vec();
-            let dup = stream.try_clone().ok()?;
-            tokio::spawn(async move {
-                if let Ok(mut s) = TcpStream::from_std(dup) {
-                    let _ = s.write_all(&rest).await;
-                }
-            });
-            None
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let dup = stream.try_clone().ok()?;
-            tokio::spawn(async move {
-                if let Ok(mut s) = TcpStream::from_std(dup) {
-                    let _ = s.write_all(&reply).await;
-                }
-            });
-            None
-        }
+        // The socket buffer is full (a big listing, or a peer that does not
+        // read): the rest goes out from a task that counts as pending.
+        Ok(w) => Some(Start::Finish(reply.slice(w..))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Start::Finish(reply)),
         Err(_) => None,
     }
 }
 
 /// Whether the peer may use local-only commands: 127.0.0.0/8, `::1`, or the
-/// same address as the socket's own end.
-fn is_local_peer(peer: IpAddr, local: Option<IpAddr>) -> bool {
-    peer.is_loopback() || Some(peer) == local
+/// same address as the socket's own end (asked for only when needed).
+fn is_local_peer(peer: IpAddr, local: impl FnOnce() -> io::Result<SocketAddr>) -> bool {
+    peer.is_loopback() || local().is_ok_and(|a| a.ip() == peer)
 }
 
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+fn log_refusal(why: Refusal, peer: SocketAddr) {
+    match why {
+        Refusal::NotLocal => warn!("non-local peer {peer} refused a local-only request"),
+        other => warn!("{other}"),
+    }
 }
 
 /// Why reading the first request ended without one.
@@ -483,6 +514,15 @@ enum NoRequest {
     Io(io::Error),
 }
 
+thread_local! {
+    /// Where each read of a pending connection lands before its bytes are
+    /// appended to the connection's own buffer: a connection waiting for
+    /// (the rest of) its request holds only the bytes it sent, not a
+    /// 3 KiB buffer.
+    static SCRATCH: std::cell::RefCell<Box<[u8; FIRST_READ]>> =
+        std::cell::RefCell::new(Box::new([0; FIRST_READ]));
+}
+
 /// Reads exactly one request frame, refreshing the idle deadline on every
 /// read. Extra bytes beyond the frame mean a pipelined request: close.
 async fn read_request(
@@ -490,30 +530,34 @@ async fn read_request(
     idle: Duration,
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, NoRequest> {
-    let mut filled = buf.len();
-    buf.resize(FIRST_READ, 0);
     loop {
-        match frame::check(&buf[..filled]) {
+        match frame::check(&buf) {
             Err(e) => return Err(NoRequest::Bad(e)),
             Ok(None) => {}
-            Ok(Some(len)) if filled > len + 2 => return Err(NoRequest::Pipelined),
-            Ok(Some(_)) => {
-                buf.truncate(filled);
-                return Ok(buf);
-            }
+            Ok(Some(len)) if buf.len() > len + 2 => return Err(NoRequest::Pipelined),
+            Ok(Some(_)) => return Ok(buf),
         }
         // Like the C server: once the length is known, read only up to the
         // end of the frame, so bytes beyond it stay unread (and the close
         // after the reply resets the connection) instead of counting as a
-        // pipelined request.
-        let want = header_len(&buf[..filled]).map_or(FIRST_READ, |len| len + 2);
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf[filled..want])).await {
+        // pipelined request. The first read asks for a whole frame's worth.
+        let want = header_len(&buf).map_or(FIRST_READ, |len| len + 2) - buf.len();
+        match tokio::time::timeout(idle, stream.readable()).await {
             Err(_) => return Err(NoRequest::Timeout),
             Ok(Err(e)) => return Err(NoRequest::Io(e)),
-            Ok(Ok(0)) => return Err(NoRequest::Eof),
-            Ok(Ok(n)) => n,
-        };
-        filled += n;
+            Ok(Ok(())) => {}
+        }
+        let got = SCRATCH.with_borrow_mut(|scratch| {
+            let n = stream.try_read(&mut scratch[..want])?;
+            buf.extend_from_slice(&scratch[..n]);
+            Ok::<_, io::Error>(n)
+        });
+        match got {
+            Ok(0) => return Err(NoRequest::Eof),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(NoRequest::Io(e)),
+        }
     }
 }
 
@@ -522,23 +566,28 @@ async fn serve_conn(
     id: ConnId,
     mut stream: TcpStream,
     peer: SocketAddr,
-    initial: Vec<u8>,
+    start: Start,
     busy: crate::handover::Busy,
 ) {
     trace!("accepted");
-    let local_ip = stream.local_addr().ok().map(|a| a.ip());
-    let local = is_local_peer(peer.ip(), local_ip);
     let evict = shared.admit(id);
     let guard = PendingGuard {
         shared: &shared,
         id,
     };
+    let cfg = &shared.cfg;
+    let initial = match start {
+        Start::Read(initial) => initial,
+        Start::Finish(rest) => {
+            let _ = send(&mut stream, cfg, &Reply::Whole(rest), &evict).await;
+            return;
+        }
+    };
     // Registrations never time out; everything else must finish its request
     // within the idle limit. The C epmd compares whole seconds, so a client
     // idle for exactly `packet_timeout` survives; allow one more second.
-    let idle = shared.cfg.packet_timeout + Duration::from_secs(1);
     let frame = tokio::select! {
-        r = read_request(&mut stream, idle, initial) => r,
+        r = read_request(&mut stream, idle_limit(cfg), initial) => r,
         () = evict.notified() => return,
     };
     let frame = match frame {
@@ -560,6 +609,7 @@ async fn serve_conn(
             return;
         }
     };
+    let local = is_local_peer(peer.ip(), || stream.local_addr());
     if frame.get(2..) == Some(crate::handover::UPGRADE_BODY) {
         drop(busy);
         if local {
@@ -576,169 +626,134 @@ async fn serve_conn(
             return;
         }
     };
-    if req.is_local_only() && !local {
-        warn!("non-local peer {peer} refused a local-only request");
-        return;
-    }
-    let cfg = &shared.cfg;
-    match req {
-        Request::Alive2(a) => {
-            let name: Box<[u8]> = a.name.into();
-            let (x_form, port) = (a.wants_x_reply(), a.port);
-            let stopper = Stopper::default();
-            let fd = stream.as_raw_fd();
-            let res = shared
-                .registry()
-                .register_legacy(id, fd, &a, now_unix(), stopper.clone());
-            drop(frame);
-            match res {
-                Ok(reg) => {
-                    drop(guard);
-                    drop(busy);
-                    debug!(
-                        "registering '{}:{}', port {}",
-                        String::from_utf8_lossy(&name),
-                        reg.creation,
-                        port
-                    );
-                    let reply = if x_form {
-                        Alive2Resp::X {
-                            result: 0,
-                            creation: reg.creation,
-                        }
-                    } else {
-                        Alive2Resp::Legacy {
-                            result: 0,
-                            creation: reg.legacy_creation(),
-                        }
-                    };
-                    if write_reply(&mut stream, cfg, &reply.encode()).await.is_ok() {
-                        hold_legacy(&shared, &mut stream, &stopper).await;
-                    }
-                    shared.registry().unregister(id, &name);
-                    debug!("unregistering '{}'", String::from_utf8_lossy(&name));
-                }
-                Err(e) => {
-                    warn!(
-                        "registration of '{}' refused: {e}",
-                        String::from_utf8_lossy(&name)
-                    );
-                    let reply = Alive2Resp::failure(x_form).encode();
-                    drop(busy);
-                    if write_reply(&mut stream, cfg, &reply).await.is_ok() {
-                        // Like the C epmd, keep a refused registration's socket
-                        // open until the client closes it, without a timeout;
-                        // it stays evictable in the pending table.
-                        tokio::select! {
-                            () = hold_registration(&mut stream, &evict) => {}
-                            () = evict.notified() => {}
-                        }
-                    }
-                }
+    let ctx = PeerCtx {
+        conn: id,
+        fd: stream.as_raw_fd(),
+        local,
+        now_unix: now_unix(),
+        owns: None,
+    };
+    let outcome = respond(&mut shared.registry(), req, &ctx, cfg);
+    drop(frame);
+    match outcome {
+        Outcome::Close(why) => log_refusal(why, peer),
+        Outcome::Reply(reply) => {
+            let _ = send(&mut stream, cfg, &reply, &evict).await;
+        }
+        Outcome::Stop { reply, stopped } => {
+            if let Some(stopper) = stopped {
+                stopper.notify_one();
             }
+            let _ = send(&mut stream, cfg, &reply, &evict).await;
         }
-        Request::PortPlease2(name) => {
-            let reply = shared.registry().port2_reply(name);
-            let reply: &[u8] = reply.as_deref().unwrap_or(&legacy::PORT2_MISS);
-            let _ = write_reply(&mut stream, cfg, reply).await;
+        Outcome::Kill(reply) => {
+            let _ = send(&mut stream, cfg, &reply, &evict).await;
+            drop(stream);
+            shared.killed.notify_one();
         }
-        Request::Names => {
-            let lines = shared.registry().names_lines();
-            let _ = write_listing(&mut stream, cfg, lines).await;
-        }
-        Request::Dump => {
-            let lines = shared.registry().dump_lines();
-            let _ = write_listing(&mut stream, cfg, lines).await;
-        }
-        Request::Kill => {
-            let refuse = !cfg.relaxed && !shared.registry().is_empty();
-            if refuse {
-                let _ = write_reply(&mut stream, cfg, legacy::KILL_NO).await;
+        Outcome::Continue(_) => unreachable!("only on a registration connection"),
+        Outcome::Registered {
+            reply,
+            name,
+            extended,
+            stopper,
+            creation,
+        } => {
+            drop(guard);
+            drop(busy);
+            debug!(
+                "registering '{}:{creation}'{}",
+                String::from_utf8_lossy(&name),
+                if extended { " (extended)" } else { "" }
+            );
+            if write_reply(&mut stream, cfg, &reply, None).await.is_ok() {
+                // The holding phase in its own, small task: this one (with
+                // its request-reading state) ends and frees its memory.
+                let held = hold_registered(shared.clone(), id, name, stream, stopper, extended);
+                tokio::spawn(held.in_current_span());
             } else {
-                let _ = write_reply(&mut stream, cfg, legacy::KILL_OK).await;
-                drop(stream);
-                shared.killed.notify_one();
+                shared.registry().unregister(id, &name);
+                debug!("unregistering '{}'", String::from_utf8_lossy(&name));
             }
         }
-        Request::Stop(name) => {
-            if !cfg.relaxed {
-                warn!("stop request refused: not in relaxed mode");
-                return;
+        Outcome::Refused {
+            reply,
+            hold,
+            name,
+            error,
+        } => {
+            warn!(
+                "registration of '{}' refused: {error}",
+                String::from_utf8_lossy(&name)
+            );
+            if hold {
+                drop(busy);
             }
-            let stopped = shared.registry().stop(name);
-            let reply = match stopped {
-                Some(stopper) => {
-                    stopper.notify_one();
-                    legacy::STOP_STOPPED
-                }
-                None => legacy::STOP_NOEXIST,
-            };
-            let _ = write_reply(&mut stream, cfg, reply).await;
-        }
-        Request::Alive3(a) => {
-            let name: Box<[u8]> = a.name.into();
-            let stopper = Stopper::default();
-            let fd = stream.as_raw_fd();
-            let res = shared
-                .registry()
-                .register_ext(id, fd, &a, now_unix(), stopper.clone());
-            drop(frame);
-            match res {
-                Ok(reg) => {
-                    drop(guard);
-                    drop(busy);
-                    debug!(
-                        "registering '{}:{}' (extended)",
-                        String::from_utf8_lossy(&name),
-                        reg.creation
-                    );
-                    let reply = ext::encode_alive3_reply(Status::Ok, reg.creation);
-                    if write_reply(&mut stream, cfg, &reply).await.is_ok() {
-                        serve_ext_registration(&shared, id, &name, &mut stream, &stopper).await;
-                    }
-                    shared.registry().unregister(id, &name);
-                    debug!("unregistering '{}'", String::from_utf8_lossy(&name));
-                }
-                Err(e) => {
-                    warn!(
-                        "registration of '{}' refused: {e}",
-                        String::from_utf8_lossy(&name)
-                    );
-                    let _ = write_reply(&mut stream, cfg, &ext::encode_alive3_reply(e.status(), 0))
-                        .await;
+            if write_reply(&mut stream, cfg, &reply, None).await.is_ok() && hold {
+                // Like the C epmd, keep a refused registration's socket
+                // open until the client closes it, without a timeout; it
+                // stays evictable in the pending table.
+                tokio::select! {
+                    () = hold_registration(&mut stream, &evict) => {}
+                    () = evict.notified() => {}
                 }
             }
-        }
-        Request::PortPlease3(p) => {
-            let reply = match p.validate() {
-                Err(s) => ext::encode_port3_status(s).to_vec(),
-                Ok(()) => shared.registry().port3_reply(
-                    p.name,
-                    &Filter {
-                        protos: &p.protos,
-                        local,
-                    },
-                ),
-            };
-            let _ = write_reply(&mut stream, cfg, &reply).await;
-        }
-        Request::Names3 => {
-            let reply = shared.registry().names3_reply(cfg.port, local);
-            let _ = write_reply(&mut stream, cfg, &reply).await;
-        }
-        Request::Dump3 => {
-            let reply = shared.registry().dump3_reply(cfg.port);
-            let _ = write_reply(&mut stream, cfg, &reply).await;
-        }
-        Request::Unreg3(_) => {
-            let reply = ext::encode_unreg3_reply(Status::NotRegistered);
-            let _ = write_reply(&mut stream, cfg, &reply).await;
         }
     }
 }
 
-/// Waits until a legacy registration must end: any byte, EOF or error on
-/// its socket (the C epmd's rule), or a STOP for its name.
+/// The idle limit of a connection that has not registered: the C epmd
+/// compares whole seconds, so a client idle for exactly `packet_timeout`
+/// survives; allow one more second. A reply must be taken within it too.
+fn idle_limit(cfg: &Config) -> Duration {
+    cfg.packet_timeout + Duration::from_secs(1)
+}
+
+/// Sends a reply to a connection that has not registered: every write
+/// must be taken within the idle limit, and an eviction (pending table
+/// full) closes the connection mid-reply too, so a peer that does not read
+/// holds its descriptor and its share of the reply for a bounded time.
+async fn send(
+    stream: &mut TcpStream,
+    cfg: &Config,
+    reply: &Reply,
+    evict: &Notify,
+) -> io::Result<()> {
+    tokio::select! {
+        r = write_reply(stream, cfg, reply, Some(idle_limit(cfg))) => {
+            if let Err(e) = &r {
+                debug!("reply not sent: {e}");
+            }
+            r
+        }
+        () = evict.notified() => {
+            debug!("evicted while its reply was being sent");
+            Err(io::ErrorKind::ConnectionAborted.into())
+        }
+    }
+}
+
+/// Holds a registration until its connection ends or STOP removes it, then
+/// unregisters it.
+async fn hold_registered(
+    shared: Arc<Shared>,
+    id: ConnId,
+    name: Box<[u8]>,
+    mut stream: TcpStream,
+    stopper: Stopper,
+    extended: bool,
+) {
+    if extended {
+        serve_ext_registration(&shared, id, &name, &mut stream, &stopper).await;
+    } else {
+        hold_legacy(&shared, &mut stream, &stopper).await;
+    }
+    shared.registry().unregister(id, &name);
+    debug!("unregistering '{}'", String::from_utf8_lossy(&name));
+}
+
+/// Waits until a refused registration's client closes: any byte, EOF or
+/// error on its socket (the C epmd's rule), or a notification.
 async fn hold_registration(stream: &mut TcpStream, stop: &Notify) {
     let mut byte = [0u8; 1];
     tokio::select! {
@@ -747,9 +762,10 @@ async fn hold_registration(stream: &mut TcpStream, stop: &Notify) {
     }
 }
 
-/// [`hold_registration`] for a live legacy registration: the byte that ends
-/// it is consumed only while no upgrade freezes the connection (the new
-/// process must see it instead).
+/// Waits until a live legacy registration must end: any byte, EOF or error
+/// on its socket, or a STOP for its name. The byte that ends it is consumed
+/// only while no upgrade freezes the connection (the new process must see
+/// it instead).
 async fn hold_legacy(shared: &Shared, stream: &mut TcpStream, stop: &Notify) {
     loop {
         tokio::select! {
@@ -794,25 +810,28 @@ async fn serve_ext_registration(
             Err(_) => return,
         }
         while let Ok(Some(len)) = frame::check(&buf) {
-            let reply = {
-                let body = &buf[2..2 + len];
-                let mut reg = shared.registry();
-                match Request::decode(body) {
-                    Ok(Request::Alive3(a)) => match reg.add_transports(id, name, &a) {
-                        Ok(r) => ext::encode_alive3_reply(Status::Ok, r.creation),
-                        Err(e) => ext::encode_alive3_reply(e.status(), 0),
-                    },
-                    Ok(Request::Unreg3(u)) => {
-                        ext::encode_unreg3_reply(reg.remove_transport(id, name, u.proto)).to_vec()
-                    }
-                    _ => {
-                        warn!("unexpected request on a registration connection: closing");
-                        return;
-                    }
+            let outcome = match Request::decode(&buf[2..2 + len]) {
+                Ok(req) => {
+                    let ctx = PeerCtx {
+                        conn: id,
+                        fd: stream.as_raw_fd(),
+                        local: true,
+                        now_unix: now_unix(),
+                        owns: Some(name),
+                    };
+                    respond(&mut shared.registry(), req, &ctx, &shared.cfg)
                 }
+                Err(_) => Outcome::Close(Refusal::Unexpected),
+            };
+            let Outcome::Continue(reply) = outcome else {
+                warn!("unexpected request on a registration connection: closing");
+                return;
             };
             buf.drain(..2 + len);
-            if write_reply(stream, &shared.cfg, &reply).await.is_err() {
+            if write_reply(stream, &shared.cfg, &reply, None)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -826,32 +845,40 @@ async fn serve_ext_registration(
     }
 }
 
-/// Writes one reply in one write, after the `-delay_write` pause.
-async fn write_reply(stream: &mut TcpStream, cfg: &Config, bytes: &[u8]) -> io::Result<()> {
+/// Writes a reply: one write after the `-delay_write` pause, or for a
+/// paced listing the header and each line separately, each after its own
+/// pause like the C server's. Each write must complete within `limit`.
+async fn write_reply(
+    stream: &mut TcpStream,
+    cfg: &Config,
+    reply: &Reply,
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    match reply {
+        Reply::Whole(b) => write_part(stream, cfg, b, limit).await,
+        Reply::Paced(listing) => {
+            for part in listing.parts() {
+                write_part(stream, cfg, part, limit).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn write_part(
+    stream: &mut TcpStream,
+    cfg: &Config,
+    bytes: &[u8],
+    limit: Option<Duration>,
+) -> io::Result<()> {
     if !cfg.delay_write.is_zero() {
         tokio::time::sleep(cfg.delay_write).await;
     }
-    stream.write_all(bytes).await
-}
-
-/// Writes a NAMES or DUMP listing: the u32 port header, then the lines. With
-/// `-delay_write` each part is paced like the C server's separate writes;
-/// otherwise the whole listing goes in one write.
-async fn write_listing(
-    stream: &mut TcpStream,
-    cfg: &Config,
-    lines: Vec<Vec<u8>>,
-) -> io::Result<()> {
-    let header = u32::from(cfg.port).to_be_bytes();
-    if cfg.delay_write.is_zero() {
-        let mut all = Vec::with_capacity(4 + lines.iter().map(Vec::len).sum::<usize>());
-        all.extend_from_slice(&header);
-        lines.iter().for_each(|l| all.extend_from_slice(l));
-        return stream.write_all(&all).await;
+    let write = stream.write_all(bytes);
+    match limit {
+        None => write.await,
+        Some(limit) => tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
     }
-    write_reply(stream, cfg, &header).await?;
-    for line in &lines {
-        write_reply(stream, cfg, line).await?;
-    }
-    Ok(())
 }

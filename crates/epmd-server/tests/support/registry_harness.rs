@@ -610,8 +610,8 @@ impl Harness {
     }
 
     /// Compares everything the registry shows with the model.
-    pub(crate) fn check(&self) {
-        let (reg, m) = (&self.reg, &self.model);
+    pub(crate) fn check(&mut self) {
+        let (reg, m) = (&mut self.reg, &self.model);
         let step = self.steps;
 
         // Capacity is never exceeded.
@@ -652,8 +652,25 @@ impl Harness {
                 .concat(),
             );
         }
-        assert_eq!(reg.names_lines(), want_names, "step {step}: NAMES");
-        assert_eq!(reg.dump_lines(), want_dump, "step {step}: DUMP");
+        let names = reg.names_listing(EPMD_PORT);
+        let dump = reg.dump_listing(EPMD_PORT);
+        let lines = |l: &epmd_proto::legacy::TextListing| -> Vec<Vec<u8>> {
+            l.parts().skip(1).map(<[u8]>::to_vec).collect()
+        };
+        assert_eq!(lines(&names), want_names, "step {step}: NAMES");
+        assert_eq!(lines(&dump), want_dump, "step {step}: DUMP");
+        // The shared copies are the same bytes (and were dropped by every
+        // change since the last step).
+        assert_eq!(
+            &reg.names(EPMD_PORT)[..],
+            names.as_bytes(),
+            "step {step}: cached NAMES"
+        );
+        assert_eq!(
+            &reg.dump(EPMD_PORT)[..],
+            dump.as_bytes(),
+            "step {step}: cached DUMP"
+        );
 
         // PORT_PLEASE2: the ALIVE2 fields, or the first plain-TCP transport,
         // else the first TLS one; never a Unix-socket one.
@@ -701,7 +718,7 @@ impl Harness {
         // DUMP3: live nodes newest first with their creation, then the
         // unregistered list oldest first (this checks every counter).
         let dump = ext::decode_dump3_body(
-            ext::check_reply32(&reg.dump3_reply(EPMD_PORT)).expect("complete DUMP3"),
+            ext::check_reply32(&reg.dump3(EPMD_PORT)).expect("complete DUMP3"),
         )
         .expect("DUMP3 decodes");
         let want_dump3 = Dump3 {
@@ -735,7 +752,7 @@ impl Harness {
         // NAMES3, for local and remote callers.
         for local in [false, true] {
             let got = ext::decode_names3_body(
-                ext::check_reply32(&reg.names3_reply(EPMD_PORT, local)).expect("complete NAMES3"),
+                ext::check_reply32(&reg.names3(EPMD_PORT, local)).expect("complete NAMES3"),
             )
             .expect("NAMES3 decodes");
             let want = Names3 {
