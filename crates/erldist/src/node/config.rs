@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dist_proto::flags;
+use dist_proto::packet::DecodeLimits;
 use epmd_client::ClientError;
 use erl_term::Term;
 
@@ -60,6 +61,10 @@ pub struct NodeConfig {
     /// `None`: the daemon's default, plain TCP before TLS
     /// (docs/protocol.md §4).
     pub legacy_default: Option<Proto>,
+    /// The memory budget of each received message (default: 64 bytes per
+    /// frame byte, at least 1 MiB; bignums up to 4 MiB of digits); see
+    /// [`DecodeLimits`] and docs/transports.md, "Decoding limits".
+    pub decode_limits: DecodeLimits,
 }
 
 impl NodeConfig {
@@ -81,6 +86,7 @@ impl NodeConfig {
             setup_time: Duration::from_secs(7),
             admission: AdmissionConfig::default(),
             legacy_default: None,
+            decode_limits: DecodeLimits::new(),
         }
     }
 }
@@ -150,6 +156,15 @@ impl NodeConfig {
     /// The bound on one connection set-up.
     pub fn with_setup_time(mut self, t: Duration) -> Self {
         self.setup_time = t;
+        self
+    }
+
+    /// The memory budget of each received message. A message over it is
+    /// dropped with a warning and the connection stays up; a budget below
+    /// 48 bytes per frame byte (`erl_term::TERM_COST`) refuses some honest
+    /// messages (long lists of small terms).
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode_limits = limits;
         self
     }
 
