@@ -1,9 +1,9 @@
-//! Pass-through distribution packets (`112`, control tuple, payload): the
-//! node's packet decoding (`erl_term::decode_used`, `erl_term::decode`,
-//! `erldist::control::Control::from_terms`) and rebuilding every decoded
-//! control message with the node's own builders. The logic is shared, by
-//! path, with the stable corpus replay of erldist, so both run the same
-//! code.
+//! Pass-through distribution packets (`112`, control tuple, payload)
+//! through the node's own receive path, `erldist::control::Control::decode_packet`
+//! (`dist_proto::packet::decode` within the default budget, then
+//! `Control::from_terms`), and every decoded control message rebuilt with
+//! the node's own builders and encoder. The logic is shared, by path, with
+//! the stable corpus replay of erldist, so both run the same code.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -9,7 +9,8 @@ use crate::message::{
     Complement, Status, OLD_VERSION,
 };
 use crate::{
-    flags, ConfigError, Established, Event, HandshakeConfig, HandshakeError, PeerCheck, Stage,
+    flags, ConfigError, Established, Event, Handshake, HandshakeConfig, HandshakeError, PeerCheck,
+    Stage,
 };
 
 /// The low 32 bits: all an old `'n'` send_name can carry.
@@ -30,11 +31,11 @@ struct Peer {
 
 /// The acceptor ("B") of a handshake, as a sans-I/O state machine.
 ///
-/// Driven like [`Connector`](crate::Connector), with one extra step: once
-/// the initiator's send_name has arrived and its flags are acceptable,
-/// [`poll_event`](Self::poll_event) yields [`Event::PeerNamed`] (and
-/// [`peer_named`](Self::peer_named) returns the name) and the handshake
-/// waits until the caller calls [`resolve`](Self::resolve) with what its
+/// Driven through [`Handshake`] like [`Connector`](crate::Connector), with
+/// one extra step: once the initiator's send_name has arrived and its flags
+/// are acceptable, [`Handshake::poll_event`] yields [`Event::PeerNamed`]
+/// (and [`peer_named`](Self::peer_named) returns the name) and the
+/// handshake waits until the caller calls [`Handshake::resolve`] with what its
 /// node knows about that peer. That is how simultaneous connects, existing
 /// connections (`alive`), allow lists and NAME_ME are decided by the node
 /// layer while this crate stays free of shared state.
@@ -52,43 +53,39 @@ pub struct Acceptor {
     status: Option<Status>,
 }
 
-impl Acceptor {
-    /// Starts a handshake on an accepted connection. The timeout runs from
-    /// `now`.
-    pub fn new(config: HandshakeConfig, now: Instant) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let core = Core::new(config.framing, now.checked_add(config.timeout), Stage::Name);
-        Ok(Self {
-            cfg: config,
-            core,
-            peer: None,
-            status: None,
-        })
-    }
-
-    /// Where the handshake is.
-    pub fn stage(&self) -> Stage {
-        self.core.stage
-    }
-
-    /// Whether the handshake has ended (established or failed).
-    pub fn is_done(&self) -> bool {
-        self.core.is_done()
-    }
-
-    /// The initiator's name while the handshake waits for
-    /// [`resolve`](Self::resolve); `None` at any other time.
-    pub fn peer_named(&self) -> Option<&str> {
-        match (&self.peer, self.core.stage) {
-            (Some(p), Stage::PeerCheck) => Some(&p.name),
-            _ => None,
+impl Handshake for Acceptor {
+    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if self.core.check_deadline(now) {
+            return;
         }
+        self.core.push_input(bytes);
+        self.process();
     }
 
-    /// Whether the initiator asked for a name (NAME_ME); meaningful while
-    /// [`peer_named`](Self::peer_named) is `Some`.
-    pub fn peer_wants_name(&self) -> bool {
-        self.peer.as_ref().is_some_and(|p| p.wants_name)
+    fn handle_eof(&mut self) {
+        let stage = self.core.stage;
+        self.core.fail(HandshakeError::Closed { stage });
+    }
+
+    /// The deadline also covers the wait for [`resolve`](Handshake::resolve).
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.check_deadline(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.core.poll_event()
+    }
+
+    fn stage(&self) -> Stage {
+        self.core.stage
     }
 
     /// Answers the peer check and sends the status. Returns the status sent,
@@ -112,7 +109,7 @@ impl Acceptor {
     /// [`AssignName`](PeerCheck::AssignName) with a full name sends `named:`
     /// and goes on with that name as the peer's name and that creation as
     /// its creation; any other answer sends `not_allowed`.
-    pub fn resolve(&mut self, check: PeerCheck) -> Option<Status> {
+    fn resolve(&mut self, check: PeerCheck) -> Option<Status> {
         if self.core.stage != Stage::PeerCheck {
             return None;
         }
@@ -155,46 +152,35 @@ impl Acceptor {
         self.status = Some(status.clone());
         Some(status)
     }
+}
 
-    /// Takes bytes read from the socket. Input arriving at or after the
-    /// deadline fails the handshake with a timeout instead.
-    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.core.check_deadline(now) {
-            return;
+impl Acceptor {
+    /// Starts a handshake on an accepted connection. The timeout runs from
+    /// `now`.
+    pub fn new(config: HandshakeConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let core = Core::new(config.framing, now.checked_add(config.timeout), Stage::Name);
+        Ok(Self {
+            cfg: config,
+            core,
+            peer: None,
+            status: None,
+        })
+    }
+
+    /// The initiator's name while the handshake waits for
+    /// [`Handshake::resolve`]; `None` at any other time.
+    pub fn peer_named(&self) -> Option<&str> {
+        match (&self.peer, self.core.stage) {
+            (Some(p), Stage::PeerCheck) => Some(&p.name),
+            _ => None,
         }
-        self.core.push_input(bytes);
-        self.process();
     }
 
-    /// Reports end of stream: fails with [`HandshakeError::Closed`] unless
-    /// the handshake has already ended.
-    pub fn handle_eof(&mut self) {
-        let stage = self.core.stage;
-        self.core.fail(HandshakeError::Closed { stage });
-    }
-
-    /// The next framed message to write, in order.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.core.poll_transmit()
-    }
-
-    /// Fails the handshake with [`HandshakeError::Timeout`] if `now` is at
-    /// or past the deadline. The deadline also covers the wait for
-    /// [`resolve`](Self::resolve).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.core.check_deadline(now);
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once the
-    /// handshake has ended.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    /// The next report: [`Event::PeerNamed`], then [`Event::Established`] or
-    /// [`Event::Failed`].
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.core.poll_event()
+    /// Whether the initiator asked for a name (NAME_ME); meaningful while
+    /// [`peer_named`](Self::peer_named) is `Some`.
+    pub fn peer_wants_name(&self) -> bool {
+        self.peer.as_ref().is_some_and(|p| p.wants_name)
     }
 
     fn process(&mut self) {

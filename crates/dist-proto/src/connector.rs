@@ -6,19 +6,15 @@ use crate::core::Core;
 use crate::digest::{digest, digest_eq};
 use crate::message::{is_full_name, Challenge, ChallengeAck, ChallengeReply, SendName, Status};
 use crate::{
-    flags, ConfigError, Established, Event, HandshakeConfig, HandshakeError, OnAlive, Stage,
+    flags, ConfigError, Established, Event, Handshake, HandshakeConfig, HandshakeError, OnAlive,
+    PeerCheck, Stage,
 };
 
 /// The initiator ("A") of a handshake, as a sans-I/O state machine.
 ///
-/// It queues its send_name on construction. The caller then loops: write
-/// whatever [`poll_transmit`](Self::poll_transmit) yields, read from the
-/// socket into [`handle_input`](Self::handle_input) (or call
-/// [`handle_timeout`](Self::handle_timeout) at
-/// [`poll_timeout`](Self::poll_timeout), or
-/// [`handle_eof`](Self::handle_eof) on end of stream), until
-/// [`poll_event`](Self::poll_event) yields [`Event::Established`] or
-/// [`Event::Failed`].
+/// It queues its send_name on construction; the caller then drives it
+/// through [`Handshake`] until [`Handshake::poll_event`] yields
+/// [`Event::Established`] or [`Event::Failed`].
 ///
 /// Steps: send_name (`'N'`) → status → challenge (`'N'`; its name must be
 /// the dialled node, its flags must hold the required ones) →
@@ -33,6 +29,60 @@ pub struct Connector {
     assigned: Option<(String, u32)>,
     peer_flags: u64,
     peer_creation: u32,
+}
+
+impl Handshake for Connector {
+    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if self.core.check_deadline(now) {
+            return;
+        }
+        self.core.push_input(bytes);
+        while !self.core.is_done() {
+            let msg = match self.core.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    self.core.fail(e);
+                    break;
+                }
+            };
+            if let Err(e) = self.on_message(&msg) {
+                self.core.fail(e);
+            }
+        }
+    }
+
+    fn handle_eof(&mut self) {
+        let stage = self.core.stage;
+        self.core.fail(HandshakeError::Closed { stage });
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.check_deadline(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.core.poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    /// The outcome, once: [`Event::Established`] or [`Event::Failed`] (an
+    /// initiator reports nothing else).
+    fn poll_event(&mut self) -> Option<Event> {
+        self.core.poll_event()
+    }
+
+    fn stage(&self) -> Stage {
+        self.core.stage
+    }
+
+    /// An initiator is never asked about its peer: does nothing.
+    fn resolve(&mut self, _check: PeerCheck) -> Option<Status> {
+        None
+    }
 }
 
 impl Connector {
@@ -75,67 +125,6 @@ impl Connector {
     /// The node this handshake dialled.
     pub fn dialled(&self) -> &str {
         &self.dialled
-    }
-
-    /// Where the handshake is.
-    pub fn stage(&self) -> Stage {
-        self.core.stage
-    }
-
-    /// Whether the handshake has ended (established or failed).
-    pub fn is_done(&self) -> bool {
-        self.core.is_done()
-    }
-
-    /// Takes bytes read from the socket. Input arriving at or after the
-    /// deadline fails the handshake with a timeout instead.
-    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if self.core.check_deadline(now) {
-            return;
-        }
-        self.core.push_input(bytes);
-        while !self.core.is_done() {
-            let msg = match self.core.next_message() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    self.core.fail(e);
-                    break;
-                }
-            };
-            if let Err(e) = self.on_message(&msg) {
-                self.core.fail(e);
-            }
-        }
-    }
-
-    /// Reports end of stream: fails with [`HandshakeError::Closed`] unless
-    /// the handshake has already ended.
-    pub fn handle_eof(&mut self) {
-        let stage = self.core.stage;
-        self.core.fail(HandshakeError::Closed { stage });
-    }
-
-    /// The next framed message to write, in order.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.core.poll_transmit()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) is due; `None` once the
-    /// handshake has ended.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    /// Fails the handshake with [`HandshakeError::Timeout`] if `now` is at
-    /// or past the deadline.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.core.check_deadline(now);
-    }
-
-    /// The outcome, once: [`Event::Established`] or [`Event::Failed`].
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.core.poll_event()
     }
 
     fn on_message(&mut self, msg: &[u8]) -> Result<(), HandshakeError> {

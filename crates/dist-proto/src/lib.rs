@@ -1,4 +1,5 @@
-//! The Erlang distribution handshake and flags, as sans-I/O state machines.
+//! The Erlang distribution handshake, flags and packet layer, as sans-I/O
+//! state machines.
 //!
 //! This crate opens no socket and reads no clock. Bytes go in through
 //! `handle_input`, framed messages come out of `poll_transmit`, time is an
@@ -34,12 +35,16 @@
 //! - [`Acceptor`]: the acceptor's state machine, with the [`PeerCheck`] the
 //!   node layer answers (simultaneous connect, `alive`, allow lists,
 //!   NAME_ME).
+//! - [`Handshake`]: the one interface of both machines, so a driver is
+//!   written once.
 //! - [`HandshakeConfig`], [`Event`], [`Established`], [`Stage`],
 //!   [`HandshakeError`]: what goes in and what comes out.
+//! - [`packet`]: the connection after the handshake: `u32` framing, tick
+//!   deadlines, pass-through packets decoded within a memory budget.
 //!
 //! # Driving a handshake
 //!
-//! Both machines are driven the same way: write what `poll_transmit`
+//! Both machines are driven the same way, through [`Handshake`]: write what `poll_transmit`
 //! yields, feed what the socket reads to `handle_input`, call
 //! `handle_timeout` when `poll_timeout` is due and `handle_eof` at end of
 //! stream, and take reports from `poll_event` until `Established` or
@@ -48,7 +53,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use dist_proto::{Acceptor, Connector, Event, HandshakeConfig, PeerCheck};
+//! use dist_proto::{Acceptor, Connector, Event, Handshake, HandshakeConfig, PeerCheck};
 //!
 //! let now = Instant::now();
 //! let a_cfg = HandshakeConfig::new("a@host", "cookie", 1, 0xA11CE);
@@ -78,7 +83,8 @@
 //!
 //! After `Established`, the connection's traffic is `u32`-framed (an empty
 //! packet is a tick); [`Established::leftover`] holds any of it that
-//! arrived with the last handshake message.
+//! arrived with the last handshake message, and starts the
+//! [`packet::Framer`].
 
 mod acceptor;
 mod config;
@@ -89,7 +95,9 @@ mod error;
 mod event;
 pub mod flags;
 pub mod frame;
+mod handshake;
 pub mod message;
+pub mod packet;
 
 #[cfg(test)]
 mod tests;
@@ -101,4 +109,5 @@ pub use digest::digest;
 pub use error::{ConfigError, HandshakeError};
 pub use event::{Established, Event, PeerCheck, Stage};
 pub use frame::{take_frame, Framing, MAX_HANDSHAKE_MESSAGE};
+pub use handshake::Handshake;
 pub use message::Status;

@@ -13,8 +13,8 @@ use crate::message::{
     Challenge, ChallengeAck, ChallengeReply, Complement, OldSendName, SendName, Status,
 };
 use crate::{
-    Acceptor, Connector, Established, Event, HandshakeConfig, HandshakeError, OnAlive, PeerCheck,
-    Stage,
+    Acceptor, Connector, Established, Event, Handshake, HandshakeConfig, HandshakeError, OnAlive,
+    PeerCheck, Stage,
 };
 
 const A_CHALLENGE: u32 = 0x8000_0001;

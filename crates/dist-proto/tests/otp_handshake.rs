@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use dist_proto::{
-    flags, Acceptor, Connector, Established, Event, HandshakeConfig, HandshakeError, PeerCheck,
-    Stage, Status,
+    flags, Acceptor, Connector, Established, Event, Handshake, HandshakeConfig, HandshakeError,
+    PeerCheck, Stage, Status,
 };
 use epmd_proto::legacy::{encode_port_please2, Alive2Req, Alive2Resp, PortInfo};
 use test_support::erl::{require_on_path, ErlNode, TempDir};
@@ -31,63 +31,6 @@ const OTP_WAIT: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------
 // A blocking driver, for tests only
 // ---------------------------------------------------------------------------
-
-/// The calls the driver needs, shared by both machines.
-trait Machine {
-    fn poll_transmit(&mut self) -> Option<Vec<u8>>;
-    fn poll_event(&mut self) -> Option<Event>;
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_input(&mut self, bytes: &[u8], now: Instant);
-    fn handle_timeout(&mut self, now: Instant);
-    fn handle_eof(&mut self);
-    fn on_peer_named(&mut self, _name: &str) {}
-}
-
-impl Machine for Connector {
-    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.poll_transmit()
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        self.poll_event()
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        self.handle_input(bytes, now);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn handle_eof(&mut self) {
-        self.handle_eof();
-    }
-}
-
-impl Machine for Acceptor {
-    fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.poll_transmit()
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        self.poll_event()
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        self.handle_input(bytes, now);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.handle_timeout(now);
-    }
-    fn handle_eof(&mut self) {
-        self.handle_eof();
-    }
-    fn on_peer_named(&mut self, _name: &str) {
-        // The test node has no other connection or attempt to anyone.
-        self.resolve(PeerCheck::Free);
-    }
-}
 
 /// A blocking stream with a read timeout: TCP or Unix.
 trait Sock: Read + Write {
@@ -114,17 +57,17 @@ struct Run {
 }
 
 /// Runs `m` over `sock` until it reports an outcome.
-fn drive(m: &mut impl Machine, sock: &mut impl Sock) -> Result<Run> {
+fn drive(m: &mut impl Handshake, sock: &mut impl Sock) -> Result<Run> {
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         while let Some(bytes) = m.poll_transmit() {
             sock.write_all(&bytes).context("write")?;
         }
-        let mut named = None;
+        let mut named = false;
         while let Some(ev) = m.poll_event() {
             match ev {
-                Event::PeerNamed { name, .. } => named = Some(name),
+                Event::PeerNamed { .. } => named = true,
                 outcome => {
                     // Flush a final status (not_allowed, nok) before handing
                     // the outcome back.
@@ -135,8 +78,9 @@ fn drive(m: &mut impl Machine, sock: &mut impl Sock) -> Result<Run> {
                 }
             }
         }
-        if let Some(name) = named {
-            m.on_peer_named(&name);
+        if named {
+            // The test node has no other connection or attempt to anyone.
+            m.resolve(PeerCheck::Free);
             continue;
         }
         let deadline = m.poll_timeout().ok_or_else(|| anyhow!("no deadline"))?;

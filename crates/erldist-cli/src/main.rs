@@ -12,7 +12,7 @@ use erldist::policy::PolicyError;
 use erldist::policy::{FirstOffered, Rule, RuleConfig, RulePolicy, SelectionPolicy};
 use erldist::transport::tls::{CaSource, TlsFiles};
 use erldist::transport::{ListenSpec, Proto, TransportError};
-use erldist::{Node, NodeConfig};
+use erldist::{DecodeLimits, Node, NodeConfig};
 use serde::Deserialize;
 use tracing::{debug, enabled, info, Level};
 
@@ -317,6 +317,15 @@ enum Cmd {
         /// net_ticktime in seconds.
         #[arg(long, default_value_t = 60)]
         net_ticktime: u64,
+        /// Memory budget of each received message, in bytes per byte of
+        /// its frame. A message over it is dropped with a warning; the
+        /// connection stays up. Below 48 some honest messages (long lists
+        /// of small terms) are refused.
+        #[arg(long, value_name = "BYTES", default_value_t = DecodeLimits::new().budget_per_byte)]
+        decode_budget_per_byte: usize,
+        /// The smallest memory budget of any received message, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = DecodeLimits::new().min_budget)]
+        decode_budget_min: usize,
     },
     /// Ping a node: prints `pong` (exit 0) or `pang` (exit 1).
     Ping {
@@ -428,7 +437,12 @@ async fn run(cli: Cli) -> Result<i32> {
             listen,
             hidden,
             net_ticktime,
+            decode_budget_per_byte,
+            decode_budget_min,
         } => {
+            if *decode_budget_per_byte == 0 && *decode_budget_min == 0 {
+                bail!("--decode-budget-per-byte 0 with --decode-budget-min 0 would refuse every message");
+            }
             let cookie = erldist::cookie::resolve(cli.cookie.as_deref())?;
             let mut cfg = NodeConfig::new(cli.name.clone().unwrap_or_default(), cookie);
             let file_listen = apply_transport_opts(&cli, &mut cfg)?;
@@ -442,6 +456,9 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             cfg.hidden = *hidden;
             cfg.net_ticktime = Duration::from_secs(*net_ticktime);
+            cfg.decode_limits = DecodeLimits::new()
+                .with_budget_per_byte(*decode_budget_per_byte)
+                .with_min_budget(*decode_budget_min);
             if let Some(p) = cli.epmd_port {
                 cfg.epmd_port = p;
             }

@@ -1,6 +1,10 @@
-//! One distribution connection: driving the handshake over a stream, then
-//! a reader task (frames in, ticks, dispatch) and a writer task (batched
-//! writes, ticks out).
+//! One distribution connection, the I/O edge of `dist_proto`: it drives
+//! a [`Handshake`] over a stream, then runs a reader task (socket bytes
+//! into a [`Framer`], frames through [`Control::decode_packet`],
+//! [`Liveness`] for the tick deadline) and a
+//! writer task (batched writes, a [`Ticker`] for ticks out). Every rule
+//! about bytes and time lives in `dist_proto::packet`; this file only
+//! moves bytes and reads the clock.
 //!
 //! The stream type is generic, so TCP, TLS and Unix sockets share this
 //! code; only the handshake framing differs (`u32` inside TLS).
@@ -9,39 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dist_proto::{Acceptor, Connector, Established, Event, HandshakeError, PeerCheck};
-use erl_term::Term;
+use dist_proto::packet::{DecodeLimits, Frame, Framer, Liveness, PacketError, Ticker};
+use dist_proto::{ConfigError, Established, Event, Handshake, HandshakeError, PeerCheck};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, trace, warn};
 
-use crate::control::{BadControl, Control};
+use crate::control::Control;
+use crate::op_flags;
 
-/// Pass-through message tag: a packet that is `112`, then the control
-/// message and the payload, each a standalone term.
-const PASS_THROUGH: u8 = 112;
-
-/// Largest packet accepted after authentication. OTP itself has no limit;
-/// this bound keeps one peer from making the node allocate without end.
-pub(crate) const MAX_PACKET: usize = 256 << 20;
-
-/// Memory budget of one received message, per byte of its frame: the
-/// decoded terms (each [`erl_term::TERM_COST`] bytes plus what it owns) and
-/// any inflated compressed term may take this many bytes per frame byte.
-/// An uncompressed term can hold one term per wire byte (a list of `[]`),
-/// so anything below `TERM_COST` would refuse honest messages; 64 covers
-/// that and leaves compression a 64x ratio.
-const BUDGET_PER_FRAME_BYTE: usize = 64;
-const _: () = assert!(BUDGET_PER_FRAME_BYTE >= erl_term::TERM_COST);
-
-/// The budget of a small message is never below this.
-const MIN_MESSAGE_BUDGET: usize = 1 << 20;
-
-/// The memory budget for decoding a frame of `len` bytes.
-pub(crate) fn message_budget(len: usize) -> usize {
-    len.saturating_mul(BUDGET_PER_FRAME_BYTE)
-        .max(MIN_MESSAGE_BUDGET)
-}
+pub(crate) use dist_proto::packet::encode as encode_packet;
 
 /// Most queued outgoing packets per connection before senders wait.
 const SEND_QUEUE: usize = 4096;
@@ -59,103 +40,50 @@ pub enum ConnError {
     /// The handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// A packet could not be decoded.
-    #[error("bad packet: {0}")]
-    Decode(String),
-    /// A packet larger than [`MAX_PACKET`].
-    #[error("packet of {0} bytes exceeds the limit")]
-    TooLarge(usize),
-    /// Nothing arrived for a whole tick time.
-    #[error("net_tick_timeout")]
-    TickTimeout,
+    /// The handshake configuration was refused before any byte was sent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A frame or packet was refused, or the peer fell silent
+    /// ([`PacketError::TickTimeout`], shown as `net_tick_timeout`).
+    #[error(transparent)]
+    Packet(#[from] PacketError),
     /// The peer closed the connection.
     #[error("connection closed by peer")]
     Closed,
 }
 
-impl From<BadControl> for ConnError {
-    fn from(e: BadControl) -> Self {
-        Self::Decode(e.to_string())
-    }
-}
-
-/// The shared surface of the two handshake machines.
-trait Machine {
-    fn input(&mut self, bytes: &[u8], now: Instant);
-    fn eof(&mut self);
-    fn transmit(&mut self) -> Option<Vec<u8>>;
-    fn timeout_at(&self) -> Option<Instant>;
-    fn timeout(&mut self, now: Instant);
-    fn event(&mut self) -> Option<Event>;
-    fn peer_check(&mut self, _check: PeerCheck) {}
-}
-
-macro_rules! machine {
-    ($t:ty $(, $resolve:item)?) => {
-        impl Machine for $t {
-            fn input(&mut self, bytes: &[u8], now: Instant) {
-                self.handle_input(bytes, now)
-            }
-            fn eof(&mut self) {
-                self.handle_eof()
-            }
-            fn transmit(&mut self) -> Option<Vec<u8>> {
-                self.poll_transmit()
-            }
-            fn timeout_at(&self) -> Option<Instant> {
-                self.poll_timeout()
-            }
-            fn timeout(&mut self, now: Instant) {
-                self.handle_timeout(now)
-            }
-            fn event(&mut self) -> Option<Event> {
-                self.poll_event()
-            }
-            $($resolve)?
-        }
-    };
-}
-
-machine!(Connector);
-machine!(
-    Acceptor,
-    fn peer_check(&mut self, check: PeerCheck) {
-        self.resolve(check);
-    }
-);
-
 /// Drives a handshake to its end over `stream`. `check` answers the
 /// acceptor's question about the peer (simultaneous connect, `alive`).
-async fn drive<S, M>(
+async fn drive<S, H>(
     stream: &mut S,
-    m: &mut M,
+    m: &mut H,
     mut check: impl FnMut(&str) -> PeerCheck,
 ) -> Result<Established, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    M: Machine,
+    H: Handshake,
 {
     let mut buf = vec![0u8; 4096];
     loop {
-        while let Some(out) = m.transmit() {
+        while let Some(out) = m.poll_transmit() {
             stream.write_all(&out).await?;
         }
         let mut progressed = false;
-        while let Some(ev) = m.event() {
+        while let Some(ev) = m.poll_event() {
             match ev {
                 Event::Established(est) => {
                     stream.flush().await?;
                     return Ok(est);
                 }
                 Event::Failed(e) => {
-                    while let Some(out) = m.transmit() {
+                    while let Some(out) = m.poll_transmit() {
                         let _ = stream.write_all(&out).await;
                     }
                     let _ = stream.flush().await;
                     return Err(e.into());
                 }
                 Event::PeerNamed { name, .. } => {
-                    m.peer_check(check(&name));
+                    m.resolve(check(&name));
                     progressed = true;
                 }
                 _ => {}
@@ -165,7 +93,7 @@ where
             continue;
         }
         stream.flush().await?;
-        let read = match m.timeout_at() {
+        let read = match m.poll_timeout() {
             Some(at) => {
                 let at = tokio::time::Instant::from_std(at);
                 match tokio::time::timeout_at(at, stream.read(&mut buf)).await {
@@ -176,76 +104,53 @@ where
             None => Some(stream.read(&mut buf).await?),
         };
         match read {
-            None => m.timeout(Instant::now()),
-            Some(0) => m.eof(),
-            Some(n) => m.input(&buf[..n], Instant::now()),
+            None => m.handle_timeout(Instant::now()),
+            Some(0) => m.handle_eof(),
+            Some(n) => m.handle_input(&buf[..n], Instant::now()),
         }
     }
 }
 
 /// Runs the initiator's handshake.
-pub(crate) async fn connect<S>(stream: &mut S, mut c: Connector) -> Result<Established, ConnError>
+pub(crate) async fn connect<S, H>(stream: &mut S, mut c: H) -> Result<Established, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    H: Handshake,
 {
     drive(stream, &mut c, |_| PeerCheck::Free).await
 }
 
 /// Runs the acceptor's handshake.
-pub(crate) async fn accept<S>(
+pub(crate) async fn accept<S, H>(
     stream: &mut S,
-    mut a: Acceptor,
+    mut a: H,
     check: impl FnMut(&str) -> PeerCheck,
 ) -> Result<Established, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    H: Handshake,
 {
     drive(stream, &mut a, check).await
 }
 
-/// Encodes a pass-through packet, `u32` length included.
-pub(crate) fn encode_packet(ctrl: &Term, payload: Option<&Term>) -> Vec<u8> {
-    let size = erl_term::encoded_len(ctrl) + payload.map_or(0, erl_term::encoded_len) + 8;
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&[0, 0, 0, 0, PASS_THROUGH, 131]);
-    erl_term::encode_to(ctrl, &mut out);
-    if let Some(p) = payload {
-        out.push(131);
-        erl_term::encode_to(p, &mut out);
-    }
-    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    out
-}
-
-/// Decodes one non-empty packet body.
-pub(crate) fn decode_packet(body: &[u8]) -> Result<Control, ConnError> {
-    match body.first() {
-        Some(&PASS_THROUGH) => {}
-        // 131 68/69/70: distribution header or fragments, which this node
-        // does not offer, so a peer must not send them.
-        Some(&131) => {
-            return Err(ConnError::Decode(
-                "distribution header or fragment without the flag".into(),
-            ))
+/// What the reader does with one frame body: a message the node acts on is
+/// dispatched; one that cannot be decoded, or whose operation no OTP
+/// release defines, is dropped with a warning that names the peer and the
+/// size, never the contents. The frame boundary is intact either way, so
+/// the connection stays up.
+fn receive<D: Dispatch>(body: &[u8], limits: &DecodeLimits, h: &ConnHandle, peer: &str, d: &D) {
+    match Control::decode_packet(body, limits) {
+        Ok(Control::Other(op)) if op_flags::required(op).is_none() => {
+            warn!(
+                peer,
+                bytes = body.len(),
+                op,
+                "ignoring a message: unknown control operation"
+            );
         }
-        _ => return Err(ConnError::Decode("unknown packet type".into())),
+        Ok(msg) => d.dispatch(h, peer, msg),
+        Err(e) => warn!(peer, bytes = body.len(), "dropping a message: {e}"),
     }
-    let rest = &body[1..];
-    // One budget for control and payload together.
-    let opts = erl_term::DecodeOptions::new().max_memory(message_budget(body.len()));
-    let (ctrl, used) = opts
-        .decode_used(rest)
-        .map_err(|e| ConnError::Decode(e.to_string()))?;
-    let payload = if used < rest.len() {
-        let p = opts
-            .decode(&rest[used..])
-            .map_err(|e| ConnError::Decode(e.to_string()))?;
-        Some(p)
-    } else {
-        None
-    };
-    Ok(Control::from_terms(ctrl, payload)?)
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -291,6 +196,7 @@ pub(crate) fn spawn<S, D>(
     est: Established,
     transport: &'static str,
     tick_time: Duration,
+    limits: DecodeLimits,
     dispatch: Arc<D>,
 ) -> ConnHandle
 where
@@ -312,9 +218,10 @@ where
         let span = tracing::debug_span!("dist", peer = %peer, conn = h.id);
         let _e = span.enter();
         drop(_e);
-        let writer = tokio::spawn(write_loop(wr, rx, tick_time / 4));
+        let writer = tokio::spawn(write_loop(wr, rx, tick_time));
+        let framer = Framer::new(est.leftover);
         let why = tokio::select! {
-            r = read_loop(rd, est.leftover, tick_time, &h, &peer, &*dispatch) => r,
+            r = read_loop(rd, framer, tick_time, &limits, &h, &peer, &*dispatch) => r,
             () = h.close.notified() => ConnError::Closed,
         };
         writer.abort();
@@ -327,17 +234,21 @@ where
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut rx: mpsc::Receiver<Vec<u8>>,
-    tick_every: Duration,
+    tick_time: Duration,
 ) {
+    let mut ticker = Ticker::new(tick_time, Instant::now());
     let mut segs: Vec<Vec<u8>> = Vec::new();
     loop {
-        let first = match tokio::time::timeout(tick_every, rx.recv()).await {
+        let at = tokio::time::Instant::from_std(ticker.poll_timeout());
+        let first = match tokio::time::timeout_at(at, rx.recv()).await {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(_) => {
-                trace!("tick");
-                if wr.write_all(&[0, 0, 0, 0]).await.is_err() || wr.flush().await.is_err() {
-                    return;
+                if let Some(tick) = ticker.handle_timeout(Instant::now()) {
+                    trace!("tick");
+                    if wr.write_all(tick).await.is_err() || wr.flush().await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             }
@@ -370,6 +281,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if rx.is_empty() && wr.flush().await.is_err() {
             return;
         }
+        ticker.on_send(Instant::now());
     }
 }
 
@@ -416,117 +328,86 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 
 async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
     mut rd: R,
-    leftover: Vec<u8>,
+    mut framer: Framer,
     tick_time: Duration,
+    limits: &DecodeLimits,
     h: &ConnHandle,
     peer: &str,
     dispatch: &D,
 ) -> ConnError {
-    let mut buf = leftover;
-    let mut start = 0usize;
+    let mut alive = Liveness::new(tick_time, Instant::now());
     loop {
         // Take every complete frame in the buffer.
         loop {
-            let avail = &buf[start..];
-            let Some(hdr) = avail.get(..4) else { break };
-            let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
-            if len > MAX_PACKET {
-                return ConnError::TooLarge(len);
+            match framer.poll_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Tick)) => {}
+                Ok(Some(Frame::Packet(body))) => receive(body, limits, h, peer, dispatch),
+                Err(e) => return e.into(),
             }
-            if avail.len() < 4 + len {
-                // Make room for the whole frame at once.
-                buf.reserve(4 + len - avail.len());
-                break;
-            }
-            if len > 0 {
-                match decode_packet(&avail[4..4 + len]) {
-                    Ok(msg) => dispatch.dispatch(h, peer, msg),
-                    // The frame boundary is intact, so a message that
-                    // cannot be decoded (unknown tag, over its memory
-                    // budget) is lost alone; the connection stays up.
-                    Err(e) => warn!(peer, bytes = len, "dropping a message: {e}"),
+        }
+        let at = tokio::time::Instant::from_std(alive.poll_timeout());
+        match tokio::time::timeout_at(at, rd.read_buf(framer.read_buf())).await {
+            Err(_) => {
+                if let Err(e) = alive.handle_timeout(Instant::now()) {
+                    return e.into();
                 }
             }
-            start += 4 + len;
-        }
-        if start > 0 {
-            buf.drain(..start);
-            start = 0;
-        }
-        if buf.capacity() - buf.len() < 16 << 10 {
-            buf.reserve(64 << 10);
-        }
-        match tokio::time::timeout(tick_time, rd.read_buf(&mut buf)).await {
-            Err(_) => return ConnError::TickTimeout,
             // A TLS peer that closes without close_notify has still closed.
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return ConnError::Closed
             }
             Ok(Err(e)) => return ConnError::Io(e),
             Ok(Ok(0)) => return ConnError::Closed,
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => alive.on_input(Instant::now()),
         }
     }
 }
 
 #[cfg(test)]
-mod budget_tests {
-    use super::*;
+mod tests {
+    use erl_term::{Atom, Pid, Term};
 
-    /// A pass-through SEND packet body carrying `payload` bytes as the message.
-    fn body(payload: &[u8]) -> Vec<u8> {
-        let node = erl_term::Atom::new("a@h").unwrap();
-        let pid = Term::Pid(erl_term::Pid {
-            node,
+    use super::*;
+    use crate::control::BadPacket;
+
+    fn pid() -> Term {
+        Term::Pid(Pid {
+            node: Atom::new("a@h").unwrap(),
             id: 1,
             serial: 0,
             creation: 1,
-        });
-        let ctrl = Term::Tuple(vec![
-            Term::Integer(2),
-            Term::Atom(erl_term::Atom::new("").unwrap()),
-            pid,
-        ]);
-        let mut b = vec![PASS_THROUGH];
-        b.extend_from_slice(&erl_term::encode(&ctrl));
-        b.extend_from_slice(payload);
-        b
+        })
     }
 
     #[test]
-    fn compressed_bomb_is_over_budget() {
-        let bomb = erl_term::encode_compressed(&Term::List(vec![Term::Nil; 16 << 20]), 6);
-        let err = decode_packet(&body(&bomb)).unwrap_err();
-        assert!(err.to_string().contains("memory budget"), "{err}");
+    fn packets_decode_to_control_messages_or_typed_errors() {
+        let l = DecodeLimits::new();
+        let send = Term::Tuple(vec![Term::Integer(2), Term::atom(""), pid()]);
+        let framed = encode_packet(&send, Some(&Term::Nil));
+        let msg = Control::decode_packet(&framed[4..], &l).unwrap();
+        assert!(
+            matches!(msg, Control::Send { msg: Term::Nil, .. }),
+            "{msg:?}"
+        );
+        // SEND without its payload: the terms decode, the message does not.
+        let framed = encode_packet(&send, None);
+        let err = Control::decode_packet(&framed[4..], &l).unwrap_err();
+        assert!(matches!(err, BadPacket::Control(_)), "{err:?}");
+        let err = Control::decode_packet(&[131, 68], &l).unwrap_err();
+        assert_eq!(err, BadPacket::Packet(PacketError::DistHeader));
+        // An operation no release defines decodes as Other, which the
+        // reader drops with a warning instead of dispatching.
+        let framed = encode_packet(&Term::Tuple(vec![Term::Integer(99)]), None);
+        let msg = Control::decode_packet(&framed[4..], &l).unwrap();
+        assert_eq!(msg, Control::Other(99));
+        assert!(op_flags::required(99).is_none());
+        assert!(op_flags::required(29).is_some(), "SPAWN_REQUEST is known");
     }
 
     #[test]
-    fn unknown_tag_is_an_error_for_that_message_only() {
-        // Tag 66 is unassigned: the packet fails, and read_loop drops just
-        // that frame.
-        let err = decode_packet(&body(&[131, 66, 0])).unwrap_err();
-        assert!(err.to_string().contains("tag 66"), "{err}");
-        assert!(decode_packet(&body(&erl_term::encode(&Term::Nil))).is_ok());
-    }
-
-    #[test]
-    fn native_records_are_decoded() {
-        // OTP 29 sends RECORD_EXT (tag 67) whatever the flags say:
-        // #m:r{a = 1}.
-        let rec = [
-            131, 67, 0, 0, 0, 1, 0, 119, 1, b'm', 119, 1, b'r', 119, 1, b'a', 97, 1,
-        ];
-        match decode_packet(&body(&rec)) {
-            Ok(Control::Send { msg, .. }) => {
-                assert_eq!(msg.to_string(), "#m:r{a = 1}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn budget_scales_with_the_frame() {
-        assert_eq!(message_budget(10), MIN_MESSAGE_BUDGET);
-        assert_eq!(message_budget(1 << 20), 64 << 20);
+    fn tick_timeout_reads_as_otp_says_it() {
+        let e = ConnError::from(PacketError::TickTimeout);
+        assert_eq!(e.to_string(), "net_tick_timeout");
     }
 }

@@ -6,6 +6,7 @@
 //! instead of 3, 8, 21. Trace-token (`_TT`) variants are accepted and their
 //! token ignored.
 
+use dist_proto::packet::{DecodeLimits, Packet, PacketError};
 use erl_term::{Atom, Pid, Reference, Term};
 
 /// Operation codes (the first element of the control tuple).
@@ -133,6 +134,18 @@ pub enum Control {
 #[error("malformed control message: {0}")]
 pub struct BadControl(pub &'static str);
 
+/// Why a received packet was dropped: its terms, or their meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadPacket {
+    /// The packet layer refused it (type, term encoding, memory budget).
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    /// The terms decoded but are not a control message this node reads.
+    #[error(transparent)]
+    Control(#[from] BadControl),
+}
+
 fn pid(t: &Term) -> Result<Pid, BadControl> {
     match t {
         Term::Pid(p) => Ok(p.clone()),
@@ -152,6 +165,16 @@ fn payload(p: Option<Term>) -> Result<Term, BadControl> {
 }
 
 impl Control {
+    /// Decodes one non-empty frame body, as the node's reader does for
+    /// every frame it receives: the packet layer's terms within `limits`
+    /// ([`dist_proto::packet::decode`]), then their meaning
+    /// ([`from_terms`](Self::from_terms)). The fuzz target `dist_packet`
+    /// calls this very function.
+    pub fn decode_packet(body: &[u8], limits: &DecodeLimits) -> Result<Self, BadPacket> {
+        let Packet { control, payload } = dist_proto::packet::decode(body, limits)?;
+        Ok(Self::from_terms(control, payload)?)
+    }
+
     /// Interprets a control tuple and the payload that followed it.
     pub fn from_terms(ctrl: Term, payload_term: Option<Term>) -> Result<Self, BadControl> {
         let Term::Tuple(e) = ctrl else {

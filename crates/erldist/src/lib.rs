@@ -34,7 +34,8 @@
 //! - [`cookie`]: the cookie from an option, `ERLANG_COOKIE` or
 //!   `~/.erlang.cookie`.
 //!
-//! Terms are [`erl_term::Term`]; the handshake is `dist-proto`'s.
+//! Terms are [`erl_term::Term`]; the handshake and the packet layer
+//! (framing, ticks, decoding within [`DecodeLimits`]) are `dist-proto`'s.
 
 pub mod admission;
 pub mod cluster;
@@ -49,6 +50,7 @@ pub mod policy;
 pub mod transport;
 
 pub use conn::ConnError;
+pub use dist_proto::packet::DecodeLimits;
 
 /// Tunes glibc's allocator for a process that moves large messages: keep
 /// freed memory instead of returning it to the kernel after each one, so a

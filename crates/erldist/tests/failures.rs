@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dist_proto::{flags, Connector, HandshakeError, Stage};
+use dist_proto::{flags, Connector, Handshake, HandshakeError, Stage};
 use erldist::NodeError;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use dist_proto::Handshake;
 use erl_term::{BigInt, Export, Port, Term};
 use erldist::NodeEvent;
 use test_support::erl::ErlNode;

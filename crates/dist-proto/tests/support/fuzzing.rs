@@ -62,8 +62,8 @@ use dist_proto::message::{
     OLD_VERSION,
 };
 use dist_proto::{
-    digest, Acceptor, Connector, Established, Event, HandshakeConfig, HandshakeError, OnAlive,
-    PeerCheck, Stage, Status, DEFAULT_TIMEOUT,
+    digest, Acceptor, Connector, Established, Event, Handshake, HandshakeConfig, HandshakeError,
+    OnAlive, PeerCheck, Stage, Status, DEFAULT_TIMEOUT,
 };
 
 /// Clock steps of operation 7. Two 3.5 s steps reach the default 7 s
@@ -307,60 +307,51 @@ enum Machine {
 }
 
 impl Machine {
-    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+    /// The machine under its shared interface: one set of calls for both.
+    fn hs(&mut self) -> &mut dyn Handshake {
         match self {
-            Self::Connector(m) => m.handle_input(bytes, now),
-            Self::Acceptor(m) => m.handle_input(bytes, now),
+            Self::Connector(m) => m,
+            Self::Acceptor(m) => m,
         }
+    }
+
+    fn get(&self) -> &dyn Handshake {
+        match self {
+            Self::Connector(m) => m,
+            Self::Acceptor(m) => m,
+        }
+    }
+
+    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        self.hs().handle_input(bytes, now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Self::Connector(m) => m.handle_timeout(now),
-            Self::Acceptor(m) => m.handle_timeout(now),
-        }
+        self.hs().handle_timeout(now);
     }
 
     fn handle_eof(&mut self) {
-        match self {
-            Self::Connector(m) => m.handle_eof(),
-            Self::Acceptor(m) => m.handle_eof(),
-        }
+        self.hs().handle_eof();
     }
 
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        match self {
-            Self::Connector(m) => m.poll_transmit(),
-            Self::Acceptor(m) => m.poll_transmit(),
-        }
+        self.hs().poll_transmit()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            Self::Connector(m) => m.poll_event(),
-            Self::Acceptor(m) => m.poll_event(),
-        }
+        self.hs().poll_event()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Self::Connector(m) => m.poll_timeout(),
-            Self::Acceptor(m) => m.poll_timeout(),
-        }
+        self.get().poll_timeout()
     }
 
     fn stage(&self) -> Stage {
-        match self {
-            Self::Connector(m) => m.stage(),
-            Self::Acceptor(m) => m.stage(),
-        }
+        self.get().stage()
     }
 
     fn is_done(&self) -> bool {
-        match self {
-            Self::Connector(m) => m.is_done(),
-            Self::Acceptor(m) => m.is_done(),
-        }
+        self.get().is_done()
     }
 }
 

@@ -147,7 +147,7 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: Listener, admission
                     stream
                 };
                 let a = Acceptor::new(inner.handshake_config(proto), Instant::now())
-                    .map_err(|e| (ConnError::Decode(e.to_string()), None))?;
+                    .map_err(|e| (ConnError::Config(e), None))?;
                 let check = |name: &str| {
                     // The peer named itself: no longer a silent socket.
                     lock(&admission).progressed(ticket);

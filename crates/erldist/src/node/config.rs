@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dist_proto::flags;
+use dist_proto::packet::DecodeLimits;
 use epmd_client::ClientError;
 use erl_term::Term;
 
@@ -65,6 +66,10 @@ pub struct NodeConfig {
     /// member, dialling each with the transports and addresses of its
     /// record instead of asking its host's EPMD ([`crate::cluster`]).
     pub discovery: Option<Arc<dyn Discovery>>,
+    /// The memory budget of each received message (default: 64 bytes per
+    /// frame byte, at least 1 MiB; bignums up to 4 MiB of digits); see
+    /// [`DecodeLimits`] and docs/transports.md, "Decoding limits".
+    pub decode_limits: DecodeLimits,
 }
 
 impl NodeConfig {
@@ -87,6 +92,7 @@ impl NodeConfig {
             admission: AdmissionConfig::default(),
             legacy_default: None,
             discovery: None,
+            decode_limits: DecodeLimits::new(),
         }
     }
 }
@@ -164,6 +170,12 @@ impl NodeConfig {
     /// `crate::cluster::etcd::EtcdDiscovery`).
     pub fn with_discovery(mut self, discovery: impl Discovery + 'static) -> Self {
         self.discovery = Some(Arc::new(discovery));
+    /// The memory budget of each received message. A message over it is
+    /// dropped with a warning and the connection stays up; a budget below
+    /// 48 bytes per frame byte (`erl_term::TERM_COST`) refuses some honest
+    /// messages (long lists of small terms).
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode_limits = limits;
         self
     }
 

@@ -136,7 +136,14 @@ impl Inner {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
         let peer = est.peer_name.clone();
-        let h = conn::spawn(stream, est, transport, self.cfg.net_ticktime, self.clone());
+        let h = conn::spawn(
+            stream,
+            est,
+            transport,
+            self.cfg.net_ticktime,
+            self.cfg.decode_limits,
+            self.clone(),
+        );
         let old = lock(&self.conns).install(&peer, h.clone());
         if let Some(old) = old {
             // `alive` answered true: the old connection is stale.

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dist_proto::{Connector, Established, Event, HandshakeConfig, HandshakeError};
+use dist_proto::{Connector, Established, Event, Handshake, HandshakeConfig, HandshakeError};
 use erl_term::Term;
 use erldist::transport::{ListenSpec, Proto};
 use erldist::{Mailbox, Node, NodeConfig};

@@ -3,11 +3,10 @@
 //! compiler) and the stable test that replays the committed corpus
 //! (`tests/corpus_replay.rs`). Both include this file with `#[path]`.
 //!
-//! The node's packet decoder (`decode_packet` in `src/conn.rs`) is private,
-//! so [`decode_packet`] here is a line-for-line copy of it built on the
-//! public pieces it uses: `erl_term::decode_used` for the control message,
-//! `erl_term::decode` for the payload that may follow, and
-//! [`Control::from_terms`]. Keep the two in step.
+//! The decoder under test is the node's own: [`Control::decode_packet`],
+//! the function its connection reader calls for every frame
+//! (`dist_proto::packet::decode` within the default [`DecodeLimits`],
+//! then `Control::from_terms`).
 //!
 //! The input is one packet body (what follows the `u32` length): a
 //! pass-through packet is `112`, then the control tuple and the payload,
@@ -22,30 +21,15 @@
 
 use dist_proto::flags;
 use erl_term::{Atom, Pid, Term};
-use erldist::control::{build, op, Control};
+use erldist::control::{build, op, BadPacket, Control};
+use erldist::DecodeLimits;
 
-/// Pass-through message tag (`PASS_THROUGH` in `src/conn.rs`).
-pub(crate) const PASS_THROUGH: u8 = 112;
+/// Pass-through message tag.
+pub(crate) use dist_proto::packet::PASS_THROUGH;
 
-/// The same steps as `decode_packet` in `src/conn.rs`, with the errors as
-/// text.
-pub(crate) fn decode_packet(body: &[u8]) -> Result<Control, String> {
-    match body.first() {
-        Some(&PASS_THROUGH) => {}
-        Some(&131) => {
-            return Err("distribution header or fragment without the flag".into());
-        }
-        _ => return Err("unknown packet type".into()),
-    }
-    let rest = &body[1..];
-    let (ctrl, used) = erl_term::decode_used(rest).map_err(|e| e.to_string())?;
-    let payload = if used < rest.len() {
-        let p = erl_term::decode(&rest[used..]).map_err(|e| e.to_string())?;
-        Some(p)
-    } else {
-        None
-    };
-    Control::from_terms(ctrl, payload).map_err(|e| e.to_string())
+/// The node's receive path, with its default limits.
+pub(crate) fn decode_packet(body: &[u8]) -> Result<Control, BadPacket> {
+    Control::decode_packet(body, &DecodeLimits::new())
 }
 
 /// The fuzz target's entry point.
@@ -145,14 +129,13 @@ fn check_payload_rule(ctrl: &Term, payload: Option<&Term>, code: i64, c: &Contro
     }
 }
 
-/// `112`, the control tuple, the payload if any.
+/// `112`, the control tuple, the payload if any: the node's own encoder,
+/// without the `u32` length it puts in front.
 fn encode_packet(ctrl: &Term, payload: Option<&Term>) -> Vec<u8> {
-    let mut p = vec![PASS_THROUGH];
-    p.extend_from_slice(&erl_term::encode(ctrl));
-    if let Some(t) = payload {
-        p.extend_from_slice(&erl_term::encode(t));
-    }
-    p
+    let framed = dist_proto::packet::encode(ctrl, payload);
+    let len = u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]);
+    assert_eq!(len as usize, framed.len() - 4, "length prefix");
+    framed[4..].to_vec()
 }
 
 fn int(i: i64) -> Term {
