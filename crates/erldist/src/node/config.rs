@@ -170,6 +170,9 @@ impl NodeConfig {
     /// `crate::cluster::etcd::EtcdDiscovery`).
     pub fn with_discovery(mut self, discovery: impl Discovery + 'static) -> Self {
         self.discovery = Some(Arc::new(discovery));
+        self
+    }
+
     /// The memory budget of each received message. A message over it is
     /// dropped with a warning and the connection stays up; a budget below
     /// 48 bytes per frame byte (`erl_term::TERM_COST`) refuses some honest
