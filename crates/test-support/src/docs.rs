@@ -606,3 +606,79 @@ impl Drop for Shell {
         }
     }
 }
+
+/// The blocks of `doc` marked `not run` whose reason names `file`: the test
+/// in `file` checks them more cheaply than by running them (a benchmark's
+/// flags, say).
+pub fn not_run_blocks_naming(doc: &str, file: &str) -> Result<Vec<Block>> {
+    Ok(blocks(doc)?
+        .into_iter()
+        .filter(|b| matches!(&b.marker, Marker::NotRun(r) if r.contains(file)))
+        .collect())
+}
+
+/// The arguments of every invocation of the binary `bin` of package `pkg`
+/// in `body`: `target/*/BIN ARGS`, `BIN ARGS`, or `cargo run ... -p PKG [--
+/// ARGS]`.
+pub fn invocations(body: &str, pkg: &str, bin: &str) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for c in commands(body)? {
+        let w = &c.words;
+        let Some(first) = w.first() else { continue };
+        if first == bin || first.ends_with(&format!("/{bin}")) {
+            out.push(w[1..].to_vec());
+        } else if w.len() >= 2 && first == "cargo" && w[1] == "run" {
+            let is_pkg = w.windows(2).any(|p| p[0] == "-p" && p[1] == pkg);
+            if is_pkg {
+                let args = match w.iter().position(|x| x == "--") {
+                    Some(i) => w[i + 1..].to_vec(),
+                    None => Vec::new(),
+                };
+                out.push(args);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every `--flag` of each invocation is listed by `exe
+/// [SUBCOMMAND] --help` (a first argument that is not a flag is taken as
+/// the subcommand). Returns how many flags were checked.
+pub fn flags_in_help(exe: &Path, invocations: &[Vec<String>]) -> Result<usize> {
+    let mut checked = 0;
+    for args in invocations {
+        let sub: Vec<&str> = args
+            .first()
+            .filter(|a| !a.starts_with('-'))
+            .map(String::as_str)
+            .into_iter()
+            .collect();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(&sub).arg("--help");
+        let o = crate::run_with_timeout(&mut cmd, std::time::Duration::from_secs(10))?;
+        let help = String::from_utf8_lossy(&o.stdout);
+        if !o.status.success() {
+            bail!(
+                "{} {sub:?} --help exited {:?}",
+                exe.display(),
+                o.status.code()
+            );
+        }
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap_or(flag);
+            let listed = help
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .any(|w| w == flag);
+            if !listed {
+                bail!(
+                    "`{} {}` uses {flag}, which `{} {sub:?} --help` does not list:\n{help}",
+                    exe.display(),
+                    args.join(" "),
+                    exe.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}

@@ -63,6 +63,35 @@ fn doc_block(name: &str) -> Result<String> {
     test_support::docs::block("docs/erlang.md", name)
 }
 
+/// One command of examples/elixir/README.md (block `mix release`): its
+/// leading `KEY=VALUE` assignments and its words.
+struct ExampleCommand {
+    env: Vec<(String, String)>,
+    words: Vec<String>,
+}
+
+fn example_commands() -> Result<Vec<ExampleCommand>> {
+    let body = test_support::docs::block("examples/elixir/README.md", "mix release")?;
+    test_support::docs::commands(&body)?
+        .into_iter()
+        .map(|c| {
+            let mut env = Vec::new();
+            let mut words = c.words.into_iter().peekable();
+            while let Some((k, v)) = words.peek().and_then(|w| w.split_once('=')) {
+                if k.is_empty() || !k.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_') {
+                    break;
+                }
+                env.push((k.to_owned(), v.to_owned()));
+                words.next();
+            }
+            Ok(ExampleCommand {
+                env,
+                words: words.collect(),
+            })
+        })
+        .collect()
+}
+
 /// The release's `start`, killed by PID on drop (the scripts exec down to
 /// the emulator, so the PID is the node).
 struct Release {
@@ -118,21 +147,53 @@ fn mix_release_talks_tls_to_rust_and_tcp_to_stock() -> Result<()> {
         ),
     )?;
 
+    // The example README's two commands, as written, with the test's
+    // private EPMD port for 4369 and `rel@localhost` for the node `app`
+    // (release_env), so the node's host is one every test can resolve.
+    let example = example_commands()?;
+    ensure!(example.len() == 2, "the example's block changed");
+    let (build_doc, start_doc) = (&example[0], &example[1]);
+    ensure!(
+        build_doc.words == ["mix", "release"]
+            && build_doc.env == [("MIX_ENV".to_owned(), "prod".to_owned())],
+        "the build command changed: {:?} {:?}",
+        build_doc.env,
+        build_doc.words
+    );
+    let start_env: Vec<(&str, &str)> = start_doc
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    ensure!(
+        start_env
+            == [
+                ("ERL_EPMD_PORT", "4369"),
+                ("RELEASE_NODE", "app"),
+                ("RELEASE_DISTRIBUTION", "sname")
+            ]
+            && start_doc.words.len() == 2
+            && start_doc.words[1] == "start",
+        "the start command changed: {start_env:?} {:?}",
+        start_doc.words
+    );
+
     let mut build = Command::new(&elixir);
+    build.args(&build_doc.words[1..]).current_dir(&app);
+    for (k, v) in &build_doc.env {
+        build.env(k, v);
+    }
     build
-        .args(["release", "--overwrite"])
-        .current_dir(&app)
-        .env("MIX_ENV", "prod")
         .env("HOME", &home)
         .env("MIX_HOME", home.join(".mix"))
         .env("HEX_OFFLINE", "1");
     run_logged(build, &fx.dir.path().join("build.log"), BUILD_TIMEOUT)?;
-    let bin = app.join("_build/prod/rel/epmdx_example/bin/epmdx_example");
+    let bin = app.join(&start_doc.words[0]);
     ensure!(bin.exists(), "no {}", bin.display());
 
     let log = fx.dir.path().join("release.log");
     let mut start = Command::new(&bin);
-    start.arg("start");
+    start.args(&start_doc.words[1..]);
     release_env(&mut start, &fx, &home);
     let out = File::create(&log)?;
     start
