@@ -272,7 +272,11 @@ struct ObserverSlot(Option<Observer>);
 
 impl std::fmt::Debug for ObserverSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Some(Observer)" } else { "None" })
+        f.write_str(if self.0.is_some() {
+            "Some(Observer)"
+        } else {
+            "None"
+        })
     }
 }
 

@@ -124,7 +124,13 @@ impl ClusterConfig {
                 false,
             ),
         };
-        match Record::new(node, self.addresses.clone(), state.counter, transports, legacy) {
+        match Record::new(
+            node,
+            self.addresses.clone(),
+            state.counter,
+            transports,
+            legacy,
+        ) {
             Ok(r) => Some(r),
             Err(e) => {
                 debug!(alive, error = %e, "not published");

@@ -31,13 +31,23 @@ fn start_nodes(lab: &ClusterLab) -> Result<Vec<ErlNode>> {
 }
 
 /// Waits until host `from` sees exactly `want` as the cluster's members.
-fn wait_members(lab: &ClusterLab, from: usize, want: &[String], timeout: Duration) -> Result<Duration> {
+fn wait_members(
+    lab: &ClusterLab,
+    from: usize,
+    want: &[String],
+    timeout: Duration,
+) -> Result<Duration> {
     let mut last = None;
     wait_every(timeout, POLL, || {
         last = lab.members_seen_from(from);
         last.as_deref() == Some(want)
     })
-    .with_context(|| format!("members seen from {}: {last:?}, want {want:?}", lab.role(from)))
+    .with_context(|| {
+        format!(
+            "members seen from {}: {last:?}, want {want:?}",
+            lab.role(from)
+        )
+    })
 }
 
 fn without(all: &[String], gone: &str) -> Vec<String> {
@@ -59,7 +69,9 @@ fn three_hosts_publish_and_follow_registrations() -> Result<()> {
 
     // The record in etcd is the documented JSON, with the node's real port.
     let port1 = nodes[0].dist_port()?;
-    let kvs = lab.etcd.get_prefix(&format!("/epmdx/{LAB_CLUSTER}/nodes/"))?;
+    let kvs = lab
+        .etcd
+        .get_prefix(&format!("/epmdx/{LAB_CLUSTER}/nodes/"))?;
     let (_, v) = kvs
         .iter()
         .find(|(k, _)| k == "/epmdx/lab/nodes/n1@h1")
@@ -110,7 +122,11 @@ fn three_hosts_publish_and_follow_registrations() -> Result<()> {
     let watch_until = Instant::now() + lab.ttl() * 2;
     while Instant::now() < watch_until {
         let seen = lab.members_seen_from(0);
-        assert_eq!(seen.as_deref(), Some(&after_halt[..]), "with one member down");
+        assert_eq!(
+            seen.as_deref(),
+            Some(&after_halt[..]),
+            "with one member down"
+        );
     }
     let extra = ErlNode::start_in(lab.ns(0), "x1@h1", COOKIE, LAB_EPMD_PORT, &[])?;
     let mut with_extra = after_halt.clone();
@@ -156,13 +172,25 @@ fn epmd_service_survives_etcd_outages_and_partitions() -> Result<()> {
     // EPMD service on every host goes on: lookups are answered...
     for (i, n) in nodes.iter().enumerate() {
         let t = Instant::now();
-        assert!(lab.registered(i, n.alive()), "{} not served on {}", n.alive(), lab.role(i));
-        eprintln!("lookup on {} during the outage: {:?}", lab.role(i), t.elapsed());
+        assert!(
+            lab.registered(i, n.alive()),
+            "{} not served on {}",
+            n.alive(),
+            lab.role(i)
+        );
+        eprintln!(
+            "lookup on {} during the outage: {:?}",
+            lab.role(i),
+            t.elapsed()
+        );
     }
     // ...and new registrations are accepted at once.
     let t = Instant::now();
     let late = ErlNode::start_in(lab.ns(0), "late@h1", COOKIE, LAB_EPMD_PORT, &[])?;
-    eprintln!("a node registered during the outage in {:?} (erl boot included)", t.elapsed());
+    eprintln!(
+        "a node registered during the outage in {:?} (erl boot included)",
+        t.elapsed()
+    );
     assert!(lab.registered(0, "late"));
     // Keep etcd away past the TTL, checking service meanwhile.
     while down_at.elapsed() < lab.ttl() * 2 {
@@ -198,7 +226,10 @@ fn epmd_service_survives_etcd_outages_and_partitions() -> Result<()> {
     let rest = without(&with_late, &isolated);
     wait_members(&lab, 0, &rest, lab.ttl() + Duration::from_secs(15))?;
     eprintln!("partitioned host's node dropped after {:?}", cut.elapsed());
-    assert!(lab.registered(2, nodes[2].alive()), "partitioned host stopped serving");
+    assert!(
+        lab.registered(2, nodes[2].alive()),
+        "partitioned host stopped serving"
+    );
     lab.heal(2)?;
     let healed = Instant::now();
     wait_members(&lab, 0, &with_late, Duration::from_secs(20))?;
@@ -256,6 +287,10 @@ fn bad_records_are_ignored_and_counted() -> Result<()> {
     let (code, _, err) = lab.cluster_nodes(1, "http://10.235.1.77:12379", &[])?;
     assert_eq!(code, 1);
     assert!(err.starts_with("epmdx: "), "{err}");
-    eprintln!("unreachable etcd reported in {:?}: {}", t.elapsed(), err.trim());
+    eprintln!(
+        "unreachable etcd reported in {:?}: {}",
+        t.elapsed(),
+        err.trim()
+    );
     Ok(())
 }

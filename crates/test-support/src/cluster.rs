@@ -146,7 +146,10 @@ impl ClusterLab {
         })?;
         if !up {
             let log = self.kill_epmdx(i);
-            bail!("epmdx on {} did not answer NAMES: {log}", self.hosts[i].role);
+            bail!(
+                "epmdx on {} did not answer NAMES: {log}",
+                self.hosts[i].role
+            );
         }
         Ok(())
     }
@@ -189,7 +192,12 @@ impl ClusterLab {
     /// `epmdx cluster nodes --etcd <endpoints> --cluster lab ARGS`, run on
     /// host `i` (etcd is reachable only from the hosts); returns (exit code,
     /// stdout, stderr).
-    pub fn cluster_nodes(&self, i: usize, eps: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    pub fn cluster_nodes(
+        &self,
+        i: usize,
+        eps: &str,
+        args: &[&str],
+    ) -> Result<(i32, String, String)> {
         let mut cmd: Command = self.ns(i).command(epmdx_bin());
         cmd.args(["cluster", "nodes", "--etcd", eps, "--cluster", LAB_CLUSTER])
             .args(args);
@@ -210,7 +218,12 @@ impl ClusterLab {
         }
         let mut v: Vec<String> = out
             .lines()
-            .filter_map(|l| l.strip_prefix("name ")?.split(' ').next().map(str::to_owned))
+            .filter_map(|l| {
+                l.strip_prefix("name ")?
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned)
+            })
             .collect();
         v.sort();
         Some(v)
@@ -220,13 +233,19 @@ impl ClusterLab {
     /// own etcd member (now a minority) and its local EPMD service.
     pub fn partition(&self, i: usize) -> Result<()> {
         let port = format!("p{}", self.hosts[i].role);
-        self.topo.router().ip(&["link", "set", &port, "down"]).map(drop)
+        self.topo
+            .router()
+            .ip(&["link", "set", &port, "down"])
+            .map(drop)
     }
 
     /// Reconnects host `i`.
     pub fn heal(&self, i: usize) -> Result<()> {
         let port = format!("p{}", self.hosts[i].role);
-        self.topo.router().ip(&["link", "set", &port, "up"]).map(drop)
+        self.topo
+            .router()
+            .ip(&["link", "set", &port, "up"])
+            .map(drop)
     }
 }
 
@@ -241,7 +260,11 @@ impl Drop for ClusterLab {
 /// Polls `cond` every `every` until it holds or `timeout` passes; returns
 /// how long it took, or `None` on timeout. For conditions too costly to
 /// poll every few milliseconds (a subprocess per check).
-pub fn wait_every(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+pub fn wait_every(
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Option<Duration> {
     let start = Instant::now();
     loop {
         if cond() {
