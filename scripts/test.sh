@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 pkgs=(erlang-base erlang-dev erlang-ssl erlang-public-key erlang-crypto
       erlang-examples erlang-jinterface erlang-tools erlang-syntax-tools
       erlang-parsetools erlang-eunit rebar3 elixir iproute2 gcc libc6-dev systemd
-      protobuf-compiler etcd-server etcd-client)
+      protobuf-compiler libprotobuf-dev etcd-server etcd-client prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
