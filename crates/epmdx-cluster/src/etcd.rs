@@ -210,10 +210,17 @@ impl Publisher for EtcdPublisher {
     }
 }
 
+/// How long [`EtcdReader::snapshot`] keeps retrying before it gives up:
+/// long enough to ride out a leader election or a dead endpoint, short
+/// enough for a command line.
+pub const DEFAULT_READ_DEADLINE: Duration = Duration::from_secs(6);
+
 /// Reads a cluster's members.
 pub struct EtcdReader {
+    endpoints: Vec<String>,
     client: Client,
     timeout: Duration,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for EtcdReader {
@@ -226,16 +233,49 @@ impl EtcdReader {
     /// Connects to `endpoints`, with failover between them.
     pub async fn connect(endpoints: &[String]) -> Result<Self, ClusterError> {
         Ok(Self {
+            endpoints: endpoints.to_vec(),
             client: connect(endpoints, DEFAULT_REQUEST_TIMEOUT).await?,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            deadline: DEFAULT_READ_DEADLINE,
         })
     }
 
     /// The members, valid and invalid, and the revision they were read at.
+    ///
+    /// A failed read (a killed member, an election in progress: with
+    /// `require_leader` set, etcd refuses reads until a leader exists) is
+    /// retried with a fresh connection that starts from the next endpoint,
+    /// because the balanced gRPC channel may keep routing to a dead member;
+    /// the last error is returned once [`DEFAULT_READ_DEADLINE`] has passed.
     pub async fn snapshot(
         &mut self,
         cluster: &ClusterName,
     ) -> Result<(Members, i64), ClusterError> {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0usize;
+        loop {
+            let err = match self.read_once(cluster).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if tokio::time::Instant::now() + backoff >= until {
+                return Err(err);
+            }
+            debug!(%err, attempt, "etcd read failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+            let mut eps = self.endpoints.clone();
+            let n = eps.len().max(1);
+            eps.rotate_left(attempt % n);
+            if let Ok(c) = connect(&eps, self.timeout).await {
+                self.client = c;
+            }
+        }
+    }
+
+    async fn read_once(&mut self, cluster: &ClusterName) -> Result<(Members, i64), ClusterError> {
         let prefix = cluster.nodes_prefix();
         let resp = bounded(
             self.timeout,
