@@ -45,6 +45,13 @@ async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, Clus
     bounded(timeout, Client::connect(endpoints, Some(opts))).await
 }
 
+/// Each request of a publisher must fail fast enough that a reconnect
+/// through another member still beats the lease: a third of the TTL, at
+/// most [`DEFAULT_REQUEST_TIMEOUT`], at least 300 ms.
+fn request_timeout(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(300), DEFAULT_REQUEST_TIMEOUT)
+}
+
 /// Runs `f` with a deadline; a timeout is an error like any other.
 async fn bounded<T>(
     timeout: Duration,
@@ -73,6 +80,13 @@ pub struct EtcdPublisher {
     timeout: Duration,
     client: Option<Client>,
     lease: Option<Lease>,
+    /// The lease of a session that failed on the client side (a dead
+    /// member, a timeout): etcd may still hold it, and keeping it alive
+    /// through another member keeps every record without a re-put. Tried
+    /// only until the lease would have expired anyway.
+    resume: Option<(i64, tokio::time::Instant)>,
+    /// Failures so far; each reconnect starts from the next endpoint.
+    failures: usize,
     stale: VecDeque<i64>,
 }
 
@@ -96,9 +110,11 @@ impl EtcdPublisher {
             endpoints,
             cluster,
             ttl: ttl.max(Duration::from_secs(1)),
-            timeout: DEFAULT_REQUEST_TIMEOUT.min(ttl.max(Duration::from_secs(1))),
+            timeout: request_timeout(ttl),
             client: None,
             lease: None,
+            resume: None,
+            failures: 0,
             stale: VecDeque::new(),
         }
     }
@@ -108,25 +124,48 @@ impl EtcdPublisher {
         self.lease.as_ref().map(|l| l.id)
     }
 
-    /// Forgets the session after a failure; its lease is revoked later if
-    /// it is still around, else it simply expires.
+    /// Forgets the client after a failure, remembering the lease so the
+    /// next keep-alive can resume it through another member.
     fn drop_session(&mut self) {
         if let Some(l) = self.lease.take() {
-            if self.stale.len() == MAX_STALE_LEASES {
-                self.stale.pop_front();
-            }
-            self.stale.push_back(l.id);
+            self.resume = Some((l.id, tokio::time::Instant::now() + self.ttl));
         }
+        self.failures = self.failures.wrapping_add(1);
         // A fresh client after a failure: the channel may be stuck on an
         // endpoint that went away.
         self.client = None;
     }
 
+    /// Remembers a lease that etcd reported expired or that a new session
+    /// replaced; it is revoked once a session is healthy, if still around.
+    fn retire(&mut self, id: i64) {
+        if self.stale.len() == MAX_STALE_LEASES {
+            self.stale.pop_front();
+        }
+        self.stale.push_back(id);
+    }
+
     async fn client(&mut self) -> Result<&mut Client, ClusterError> {
         if self.client.is_none() {
-            self.client = Some(connect(&self.endpoints, self.timeout).await?);
+            let mut eps = self.endpoints.clone();
+            let n = eps.len().max(1);
+            eps.rotate_left(self.failures % n);
+            self.client = Some(connect(&eps, self.timeout).await?);
         }
         Ok(self.client.as_mut().expect("just set"))
+    }
+
+    /// Keeps lease `id` alive on a fresh stream; `Ok(None)` if etcd says it
+    /// has expired.
+    async fn attach(&mut self, id: i64) -> Result<Option<Lease>, ClusterError> {
+        let timeout = self.timeout;
+        let client = self.client().await?;
+        let (mut keeper, mut stream) = bounded(timeout, client.lease_keep_alive(id)).await?;
+        bounded(timeout, keeper.keep_alive()).await?;
+        match bounded(timeout, stream.message()).await? {
+            Some(r) if r.ttl() > 0 => Ok(Some(Lease { id, keeper, stream })),
+            _ => Ok(None),
+        }
     }
 
     async fn renew(&mut self) -> Result<Session, ClusterError> {
@@ -143,10 +182,54 @@ impl EtcdPublisher {
                 }
                 _ => {
                     debug!(lease = lease.id, "lease expired");
-                    self.drop_session();
+                    let id = lease.id;
+                    self.lease = None;
+                    self.retire(id);
                 }
             }
         }
+        if let Some((id, until)) = self.resume.take() {
+            if tokio::time::Instant::now() >= until {
+                debug!(
+                    lease = id,
+                    "lease outlived by the outage; starting a new one"
+                );
+                self.retire(id);
+            } else {
+                return self.resume_lease(id, until).await;
+            }
+        }
+        self.grant().await
+    }
+
+    /// Tries to keep lease `id` through a fresh connection; falls back to a
+    /// new lease when etcd says it has expired.
+    async fn resume_lease(
+        &mut self,
+        id: i64,
+        until: tokio::time::Instant,
+    ) -> Result<Session, ClusterError> {
+        match self.attach(id).await {
+            Ok(Some(lease)) => {
+                debug!(lease = id, "lease resumed through another connection");
+                self.lease = Some(lease);
+                Ok(Session::Continued)
+            }
+            Ok(None) => {
+                debug!(lease = id, "lease expired during the outage");
+                self.retire(id);
+                self.grant().await
+            }
+            Err(e) => {
+                // Still unreachable: try resuming again next time.
+                self.resume = Some((id, until));
+                Err(e)
+            }
+        }
+    }
+
+    async fn grant(&mut self) -> Result<Session, ClusterError> {
+        let timeout = self.timeout;
         let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX).max(1);
         let client = self.client().await?;
         let grant = bounded(timeout, client.lease_grant(ttl_secs, None)).await?;
