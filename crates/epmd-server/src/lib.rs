@@ -8,6 +8,8 @@
 //!   before the process daemonises.
 //! - [`respond`]: what to answer: one pure function from a request and its
 //!   peer to an outcome (reply, register, stop, kill, close).
+//! - [`access`]: `-allow` and `-rate_limit` for non-local peers; pure data,
+//!   time passed in.
 //! - [`server`]: the tokio Listener/Handler pair, connection bounds and
 //!   timeouts.
 //! - [`handover`]: the in-place upgrade (re-exec, sockets and registry
@@ -16,6 +18,7 @@
 //! The wire format lives in `epmd-proto`; this crate decides what to answer.
 
 mod accept;
+pub mod access;
 pub mod handover;
 pub mod listen;
 pub mod registry;

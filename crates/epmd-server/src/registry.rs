@@ -758,7 +758,9 @@ mod tests {
         let mut r: Registry<()> = Registry::new(10, 1000);
         r.register_legacy(1, 5, &alive(b"old", 4000, 6), 1000, ())
             .unwrap();
-        let seen: Arc<Mutex<Vec<(String, Option<Vec<u16>>)>>> = Arc::default();
+        // (node, its ports, or None once it is gone), in order.
+        type Seen = Vec<(String, Option<Vec<u16>>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let log = Arc::clone(&seen);
         r.set_observer(Box::new(move |name, state| {
             let ports = state.map(|s| match &s.kind {

@@ -67,6 +67,10 @@ pub struct Config {
     pub max_pending: usize,
     /// Most live registrations at once.
     pub max_nodes: usize,
+    /// `-allow`: networks non-local peers must come from (`None`: anyone).
+    pub allow: Option<crate::access::AllowList>,
+    /// `-rate_limit`: requests per second per non-local source (`None`: off).
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for Config {
@@ -80,6 +84,8 @@ impl Default for Config {
             debug: 0,
             max_pending: 1024,
             max_nodes: 1000,
+            allow: None,
+            rate_limit: None,
         }
     }
 }
@@ -95,11 +101,45 @@ struct Shared {
     pending: Mutex<BTreeMap<ConnId, Arc<Notify>>>,
     next_id: AtomicU64,
     killed: Notify,
+    /// `-rate_limit` state, when set.
+    limiter: Option<Mutex<crate::access::RateLimiter>>,
     /// In-place upgrade: the gate, the re-exec recipe, the listeners.
     upgrade: crate::handover::Hooks,
 }
 
 impl Shared {
+    /// `-allow` and `-rate_limit`, before a byte is read: a refused peer's
+    /// socket is closed without a reply, as if nothing listened.
+    fn admitted(&self, stream: &std::net::TcpStream, peer: SocketAddr) -> bool {
+        use crate::access::{admit, Admission};
+        if self.cfg.allow.is_none() && self.limiter.is_none() {
+            return true;
+        }
+        let local = is_local_peer(peer.ip(), || stream.local_addr());
+        let mut limiter = self
+            .limiter
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+        let verdict = admit(
+            self.cfg.allow.as_ref(),
+            limiter.as_deref_mut(),
+            peer.ip(),
+            local,
+            tokio::time::Instant::now(),
+        );
+        match verdict {
+            Admission::Serve => true,
+            Admission::NotAllowed => {
+                debug!(%peer, "peer outside -allow: closed without a reply");
+                false
+            }
+            Admission::OverRate => {
+                debug!(%peer, "peer over -rate_limit: closed without a reply");
+                false
+            }
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry<Stopper>> {
         // A panic while holding the lock cannot leave the registry half
         // updated in a way later requests could not handle, so keep serving.
@@ -215,6 +255,9 @@ impl Server {
             pending: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(next_id),
             killed: Notify::new(),
+            limiter: cfg
+                .rate_limit
+                .map(|n| Mutex::new(crate::access::RateLimiter::new(n))),
             upgrade,
             cfg,
         });
@@ -342,6 +385,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: AsyncFd<std::net::TcpListene
             }
             match crate::accept::accept4(guard.get_inner()) {
                 Ok((stream, peer)) => {
+                    if !shared.admitted(&stream, peer) {
+                        continue;
+                    }
                     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                     if let Some(start) = serve_fast(&shared, id, &stream, peer) {
                         spawn_conn(&shared, id, stream, peer, start);

@@ -45,6 +45,10 @@ pub(crate) struct Args {
     pub(crate) advertise: Option<String>,
     /// `-etcd_ttl SECS` (epmdx): the lease TTL.
     pub(crate) etcd_ttl: Option<Duration>,
+    /// `-allow NETS` (epmdx), checked by the daemon so the error names it.
+    pub(crate) allow: Option<String>,
+    /// `-rate_limit N` (epmdx), checked by the daemon likewise.
+    pub(crate) rate_limit: Option<String>,
 }
 
 /// The command line is wrong: print the usage text and exit 1.
@@ -99,6 +103,8 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
         cluster: None,
         advertise: None,
         etcd_ttl: None,
+        allow: None,
+        rate_limit: None,
     };
     let mut i = 0;
     while i < argv.len() {
@@ -139,6 +145,14 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
             }
             "-advertise" => {
                 a.advertise = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-allow" => {
+                a.allow = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-rate_limit" => {
+                a.rate_limit = Some(next.ok_or(Usage)?.clone());
                 i += 2;
             }
             "-etcd_ttl" => {

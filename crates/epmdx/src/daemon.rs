@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::os::fd::FromRawFd;
 
+use epmd_server::access::AllowList;
 use epmd_server::listen::{self, BindError};
 use epmd_server::{Config, Server};
 use tracing::{debug, error, warn};
@@ -161,6 +162,36 @@ fn daemonize() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The most `-rate_limit` accepts: far above any honest EPMD client, low
+/// enough that a typo with extra digits is caught.
+const MAX_RATE_LIMIT: u32 = 1_000_000;
+
+/// `-allow`/`EPMDX_ALLOW` and `-rate_limit`/`EPMDX_RATE_LIMIT`, validated:
+/// these are security settings, so anything malformed stops the daemon
+/// with a message naming the setting instead of falling back to "open".
+fn access_config(args: &Args) -> Result<(Option<AllowList>, Option<u32>), String> {
+    let allow = match args.allow.as_deref() {
+        None => None,
+        Some(s) => Some(
+            s.parse::<AllowList>()
+                .map_err(|e| format!("bad -allow (EPMDX_ALLOW) setting: {e}"))?,
+        ),
+    };
+    let rate = match args.rate_limit.as_deref() {
+        None => None,
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_RATE_LIMIT).contains(&n) => Some(n),
+            _ => {
+                return Err(format!(
+                    "bad -rate_limit (EPMDX_RATE_LIMIT) setting {:?}: want requests per second, 1 to {MAX_RATE_LIMIT}",
+                    s.chars().take(40).collect::<String>()
+                ))
+            }
+        },
+    };
+    Ok((allow, rate))
+}
+
 /// Runs the daemon; returns the process exit code.
 pub(crate) fn run(args: &Args) -> i32 {
     // Resolved first: once the file is replaced this still names the path.
@@ -169,6 +200,10 @@ pub(crate) fn run(args: &Args) -> i32 {
         // Started by an upgrade: take over instead of binding. The old
         // daemon already detached, so do not daemonise again.
         log::init(args.debug, args.daemon);
+        if let Err(msg) = access_config(args) {
+            error!("{msg}");
+            return 1;
+        }
         let cluster = match crate::cluster::config(args) {
             Ok(c) => c,
             Err(msg) => {
@@ -186,6 +221,10 @@ pub(crate) fn run(args: &Args) -> i32 {
     }
     log::init(args.debug, false);
     // Checked before binding, so a bad option fails like a bad -address.
+    if let Err(msg) = access_config(args) {
+        error!("{msg}");
+        return 1;
+    }
     let cluster = match crate::cluster::config(args) {
         Ok(c) => c,
         Err(msg) => {
@@ -258,6 +297,14 @@ fn serve(
     let (max_pending, max_nodes) = connection_bounds(nofile);
     debug!("epmd running - daemon = {}", u8::from(args.daemon));
     debug!("open-file limit {nofile}: up to {max_nodes} registrations, {max_pending} pending connections");
+    let (allow, rate_limit) = match access_config(args) {
+        Ok(a) => a,
+        // Checked before binding already; never serve open after a typo.
+        Err(msg) => {
+            error!("{msg}");
+            return 1;
+        }
+    };
     let cfg = Config {
         port,
         relaxed: args.relaxed,
@@ -267,6 +314,8 @@ fn serve(
         debug: args.debug,
         max_pending,
         max_nodes,
+        allow,
+        rate_limit,
     };
     // One thread by default: a lookup is a few microseconds of work, and
     // parking and waking worker threads cost more than it (measured: 31 µs

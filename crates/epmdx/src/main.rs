@@ -65,6 +65,12 @@ fn main() {
     if parsed.address.is_none() {
         parsed.address = std::env::var("ERL_EPMD_ADDRESS").ok();
     }
+    if parsed.allow.is_none() {
+        parsed.allow = std::env::var("EPMDX_ALLOW").ok();
+    }
+    if parsed.rate_limit.is_none() {
+        parsed.rate_limit = std::env::var("EPMDX_RATE_LIMIT").ok();
+    }
     let code = match &parsed.mode {
         args::Mode::Daemon => daemon::run(&parsed),
         mode => client_runtime().block_on(client_modes::run(mode, parsed.port)),
