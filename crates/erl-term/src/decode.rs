@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use crate::tag;
 use crate::term::{
     last_byte_mask, Atom, BigInt, Export, Fun, Pid, Port, Record, Reference, Term, MAX_ATOM_CHARS,
@@ -50,6 +52,13 @@ pub const DEFAULT_MAX_BIG_BYTES: usize = 4 << 20;
 /// What one decoded term is charged against [`DecodeOptions::max_memory`]:
 /// the size of a [`Term`] slot, plus the heap bytes it owns.
 pub const TERM_COST: usize = size_of::<Term>();
+
+/// Binaries of at least this many bytes, decoded from a [`Bytes`] input
+/// (the `*_bytes` entry points), are slices of that input, not copies.
+/// Shorter ones are copied, as the BEAM copies binaries up to 64 bytes
+/// onto the process heap: a slice costs an atomic reference count and
+/// keeps the whole input alive, which is not worth it for a few bytes.
+pub const SHARE_MIN: usize = 64;
 
 /// Why bytes could not be decoded as a term.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,11 +233,33 @@ impl<'c> DecodeOptions<'c> {
         Ok(term)
     }
 
+    /// Like [`decode`](Self::decode), but binaries of [`SHARE_MIN`] bytes
+    /// or more are slices of `buf` (no copy): the form a node's reader
+    /// uses on the frames it receives.
+    pub fn decode_bytes(&self, buf: &Bytes) -> Result<Term> {
+        let (term, used) = self.standalone(buf, Some(buf))?;
+        if used != buf.len() {
+            return Err(DecodeError::TrailingBytes(buf.len() - used));
+        }
+        Ok(term)
+    }
+
+    /// Like [`decode_used`](Self::decode_used), with binaries sliced from
+    /// `buf` as [`decode_bytes`](Self::decode_bytes) does.
+    pub fn decode_used_bytes(&self, buf: &Bytes) -> Result<(Term, usize)> {
+        self.standalone(buf, Some(buf))
+    }
+
     /// Decodes a standalone term at the start of `buf` and returns it with
     /// the number of bytes it used, for inputs that hold several
     /// (a pass-through distribution message is `112`, then the control
     /// message, then the payload, each with its own `131`).
     pub fn decode_used(&self, buf: &[u8]) -> Result<(Term, usize)> {
+        self.standalone(buf, None)
+    }
+
+    /// `buf` is `owner`'s contents when there is an owner.
+    fn standalone(&self, buf: &[u8], owner: Option<&Bytes>) -> Result<(Term, usize)> {
         let first = *buf.first().ok_or(DecodeError::Truncated)?;
         if first != tag::VERSION {
             return Err(DecodeError::BadVersion(first));
@@ -236,7 +267,7 @@ impl<'c> DecodeOptions<'c> {
         if buf.get(1) == Some(&tag::COMPRESSED) {
             return self.decode_compressed(buf);
         }
-        let mut d = Decoder::new(buf, 1, self);
+        let mut d = Decoder::new(buf, 1, self, owner);
         let term = d.term(0)?;
         Ok((term, d.pos))
     }
@@ -244,7 +275,7 @@ impl<'c> DecodeOptions<'c> {
     /// Decodes one term with no version byte (the form terms take after a
     /// distribution header) and returns it with the bytes it used.
     pub fn decode_term(&self, buf: &[u8]) -> Result<(Term, usize)> {
-        let mut d = Decoder::new(buf, 0, self);
+        let mut d = Decoder::new(buf, 0, self, None);
         let term = d.term(0)?;
         Ok((term, d.pos))
     }
@@ -286,7 +317,10 @@ impl<'c> DecodeOptions<'c> {
             ));
         }
         let used = 6 + usize::try_from(z.total_in()).map_err(|_| DecodeError::Truncated)?;
-        let mut d = Decoder::new(&inflated, 0, self);
+        // Binaries inside are slices of the inflated buffer: it is already
+        // charged in full, so copying them out would only double the cost.
+        let inflated = Bytes::from(inflated);
+        let mut d = Decoder::new(&inflated, 0, self, Some(&inflated));
         // The inflated buffer lives as long as the decode: charge it.
         d.mem = self.max_memory - size;
         let term = d.term(0)?;
@@ -309,6 +343,20 @@ pub fn decode(buf: &[u8]) -> Result<Term> {
     DecodeOptions::new().decode(buf)
 }
 
+/// Decodes a standalone term (`131` first) that fills `buf` exactly, with
+/// binaries of [`SHARE_MIN`] bytes or more sliced from `buf` (no copy).
+///
+/// ```
+/// use erl_term::{Bytes, Term};
+/// let big = Term::binary(vec![7u8; 1000]);
+/// let wire = Bytes::from(erl_term::encode(&big));
+/// let Term::Binary(b) = erl_term::decode_bytes(&wire).unwrap() else { panic!() };
+/// assert_eq!(b.as_ptr(), wire[6..].as_ptr(), "a slice of the input");
+/// ```
+pub fn decode_bytes(buf: &Bytes) -> Result<Term> {
+    DecodeOptions::new().decode_bytes(buf)
+}
+
 /// Decodes a standalone term at the start of `buf`; returns the bytes used.
 pub fn decode_used(buf: &[u8]) -> Result<(Term, usize)> {
     DecodeOptions::new().decode_used(buf)
@@ -327,6 +375,9 @@ pub fn decode_with_cache(buf: &[u8], cache: &dyn Fn(u8) -> Option<Atom>) -> Resu
 
 struct Decoder<'a, 'c> {
     buf: &'a [u8],
+    /// The shared buffer `buf` is the contents of, if the caller has one:
+    /// large binaries are sliced from it.
+    owner: Option<&'a Bytes>,
     pos: usize,
     /// Element slots that may still be reserved ahead of decoding them.
     budget: usize,
@@ -344,9 +395,11 @@ struct Decoder<'a, 'c> {
 }
 
 impl<'a, 'c> Decoder<'a, 'c> {
-    fn new(buf: &'a [u8], pos: usize, opts: &DecodeOptions<'c>) -> Self {
+    fn new(buf: &'a [u8], pos: usize, opts: &DecodeOptions<'c>, owner: Option<&'a Bytes>) -> Self {
+        debug_assert!(owner.is_none_or(|o| o.len() == buf.len()));
         Self {
             buf,
+            owner,
             pos,
             budget: buf.len().saturating_sub(pos),
             memo: Default::default(),
@@ -384,6 +437,18 @@ impl<'a, 'c> Decoder<'a, 'c> {
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
+    }
+
+    /// `n` bytes as a binary: a slice of the owner when there is one and
+    /// the binary is not tiny, else a copy.
+    #[inline]
+    fn binary(&mut self, n: usize) -> Result<Bytes> {
+        let start = self.pos;
+        let s = self.take(n)?;
+        Ok(match self.owner {
+            Some(o) if n >= SHARE_MIN => o.slice(start..start + n),
+            _ => Bytes::copy_from_slice(s),
+        })
     }
 
     #[inline(always)]
@@ -467,7 +532,7 @@ impl<'a, 'c> Decoder<'a, 'c> {
             tag::BINARY_EXT => {
                 let n = self.u32()? as usize;
                 self.charge(n)?;
-                Ok(Term::Binary(self.take(n)?.to_vec()))
+                Ok(Term::Binary(self.binary(n)?))
             }
             tag::MAP_EXT => self.map(depth),
             tag::NEW_FLOAT_EXT => {
@@ -701,14 +766,23 @@ impl<'a, 'c> Decoder<'a, 'c> {
             return Err(DecodeError::BadBitBinary { len, bits });
         }
         self.charge(len)?;
-        let mut bytes = self.take(len)?.to_vec();
+        let bytes = self.binary(len)?;
         if bits == 8 {
             return Ok(Term::Binary(bytes));
         }
-        // Clear the unused low bits so equal bitstrings have equal bytes.
-        if let Some(last) = bytes.last_mut() {
-            *last &= last_byte_mask(bits);
-        }
+        // Clear the unused low bits so equal bitstrings have equal bytes;
+        // only then is a copy needed (OTP sends them cleared).
+        let mask = last_byte_mask(bits);
+        let bytes = match bytes.last() {
+            Some(&last) if last & mask != last => {
+                let mut v = bytes.to_vec();
+                if let Some(l) = v.last_mut() {
+                    *l &= mask;
+                }
+                Bytes::from(v)
+            }
+            _ => bytes,
+        };
         Ok(Term::BitBinary { bytes, bits })
     }
 

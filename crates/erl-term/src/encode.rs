@@ -31,6 +31,8 @@
 //! than `u32::MAX` elements or bytes, nor a reference of more than 65535
 //! id words; encoding one panics.
 
+use bytes::Bytes;
+
 use crate::tag;
 use crate::term::{last_byte_mask, Atom, Fun, Pid, Term};
 
@@ -51,14 +53,152 @@ pub fn encode(term: &Term) -> Vec<u8> {
     // Enough for most control messages without a reallocation.
     let mut out = Vec::with_capacity(64);
     out.push(tag::VERSION);
-    write(term, &mut out);
+    write(term, &mut Out::flat(&mut out));
     out
 }
 
 /// Appends `term` without a version byte (the form that follows a
 /// distribution header).
 pub fn encode_to(term: &Term, out: &mut Vec<u8>) {
-    write(term, out);
+    write(term, &mut Out::flat(out));
+}
+
+/// Appends `term` without a version byte to `out`, binaries of
+/// [`CHUNK_MIN`] bytes or more as references to their buffers instead of
+/// copies: what a node's writer hands to a vectored write.
+///
+/// ```
+/// use erl_term::{encode_chunks_to, Chunks, Term};
+/// let t = Term::tuple([Term::atom("ok"), Term::binary(vec![1u8; 100_000])]);
+/// let mut c = Chunks::new();
+/// encode_chunks_to(&t, &mut c);
+/// assert_eq!(c.slices().count(), 2, "the header, then the binary itself");
+/// let mut flat = Vec::new();
+/// erl_term::encode_to(&t, &mut flat);
+/// assert_eq!(c.to_vec(), flat);
+/// ```
+pub fn encode_chunks_to(term: &Term, out: &mut Chunks) {
+    write(
+        term,
+        &mut Out {
+            buf: &mut out.flat,
+            shared: Some(&mut out.shared),
+        },
+    );
+}
+
+/// Binaries of at least this many bytes are not copied by
+/// [`encode_chunks_to`]: below it, copying costs less than one more
+/// segment in a vectored write.
+pub const CHUNK_MIN: usize = 4096;
+
+/// An encoding in pieces: bytes written by the encoder and, between them,
+/// large binaries shared with the terms they came from ([`Bytes`]), in
+/// order. Built by [`encode_chunks_to`] (or from a `Vec<u8>`, one piece);
+/// read with [`slices`](Self::slices).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Chunks {
+    flat: Vec<u8>,
+    /// `(at, binary)`: the binary comes before `flat[at..]`.
+    shared: Vec<(usize, Bytes)>,
+}
+
+impl Chunks {
+    /// No bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// No bytes, with room for `n` copied ones.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            flat: Vec::with_capacity(n),
+            shared: Vec::new(),
+        }
+    }
+
+    /// The copied bytes, to append to (a header) or patch (a length
+    /// prefix written before anything was shared: offsets below the first
+    /// shared binary are those of the whole encoding).
+    pub fn flat_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.flat
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.flat.len() + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// Whether there are no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the whole encoding is one copied buffer.
+    pub fn is_flat(&self) -> bool {
+        self.shared.is_empty()
+    }
+
+    /// The pieces in order (empty pieces left out).
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut from = 0;
+        self.shared
+            .iter()
+            .flat_map(move |(at, b)| {
+                let head = &self.flat[from..*at];
+                from = *at;
+                [head, &b[..]]
+            })
+            .chain(std::iter::once(()).map(move |()| {
+                let last = self.shared.last().map_or(0, |(at, _)| *at);
+                &self.flat[last..]
+            }))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// All the bytes in one buffer (a copy, for tests and logs).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        for s in self.slices() {
+            v.extend_from_slice(s);
+        }
+        v
+    }
+}
+
+impl From<Vec<u8>> for Chunks {
+    fn from(flat: Vec<u8>) -> Self {
+        Self {
+            flat,
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// Where the encoder writes: a byte vector, plus, for [`Chunks`], the list
+/// large binaries are shared into.
+struct Out<'a> {
+    buf: &'a mut Vec<u8>,
+    shared: Option<&'a mut Vec<(usize, Bytes)>>,
+}
+
+impl<'a> Out<'a> {
+    fn flat(buf: &'a mut Vec<u8>) -> Self {
+        Self { buf, shared: None }
+    }
+}
+
+impl std::ops::Deref for Out<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        self.buf
+    }
+}
+
+impl std::ops::DerefMut for Out<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
 }
 
 /// The number of bytes [`encode_to`] appends for `term`.
@@ -204,7 +344,7 @@ fn len32(n: usize) -> [u8; 4] {
     }
 }
 
-fn write(term: &Term, out: &mut Vec<u8>) {
+fn write(term: &Term, out: &mut Out<'_>) {
     match term {
         Term::Atom(a) => write_atom(a, out),
         Term::Integer(i) => write_int(*i, out),
@@ -333,7 +473,7 @@ fn write(term: &Term, out: &mut Vec<u8>) {
     }
 }
 
-fn write_atom(a: &Atom, out: &mut Vec<u8>) {
+fn write_atom(a: &Atom, out: &mut Out<'_>) {
     let name = a.as_str().as_bytes();
     if let Ok(n) = u8::try_from(name.len()) {
         out.push(tag::SMALL_ATOM_UTF8_EXT);
@@ -347,7 +487,7 @@ fn write_atom(a: &Atom, out: &mut Vec<u8>) {
 }
 
 #[inline]
-fn write_int(i: i64, out: &mut Vec<u8>) {
+fn write_int(i: i64, out: &mut Out<'_>) {
     // One bounds check per integer: each form is built whole, then copied.
     if let Ok(b) = u8::try_from(i) {
         out.extend_from_slice(&[tag::SMALL_INTEGER_EXT, b]);
@@ -364,7 +504,7 @@ fn write_int(i: i64, out: &mut Vec<u8>) {
     }
 }
 
-fn write_big(negative: bool, magnitude: &[u8], out: &mut Vec<u8>) {
+fn write_big(negative: bool, magnitude: &[u8], out: &mut Out<'_>) {
     if let Ok(n) = u8::try_from(magnitude.len()) {
         out.push(tag::SMALL_BIG_EXT);
         out.push(n);
@@ -376,13 +516,16 @@ fn write_big(negative: bool, magnitude: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(magnitude);
 }
 
-fn write_binary(b: &[u8], out: &mut Vec<u8>) {
+fn write_binary(b: &Bytes, out: &mut Out<'_>) {
     out.push(tag::BINARY_EXT);
     out.extend_from_slice(&len32(b.len()));
-    out.extend_from_slice(b);
+    match &mut out.shared {
+        Some(shared) if b.len() >= CHUNK_MIN => shared.push((out.buf.len(), b.clone())),
+        _ => out.buf.extend_from_slice(b),
+    }
 }
 
-fn write_bytes_list(s: &[u8], out: &mut Vec<u8>) {
+fn write_bytes_list(s: &[u8], out: &mut Out<'_>) {
     if s.is_empty() {
         out.push(tag::NIL_EXT);
     } else if s.len() <= MAX_STRING_EXT {
@@ -399,7 +542,7 @@ fn write_bytes_list(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn write_pid(p: &Pid, out: &mut Vec<u8>) {
+fn write_pid(p: &Pid, out: &mut Out<'_>) {
     out.push(tag::NEW_PID_EXT);
     write_atom(&p.node, out);
     out.extend_from_slice(&p.id.to_be_bytes());
@@ -407,7 +550,7 @@ fn write_pid(p: &Pid, out: &mut Vec<u8>) {
     out.extend_from_slice(&p.creation.to_be_bytes());
 }
 
-fn write_fun(f: &Fun, out: &mut Vec<u8>) {
+fn write_fun(f: &Fun, out: &mut Out<'_>) {
     out.push(tag::NEW_FUN_EXT);
     out.extend_from_slice(&len32(fun_size(f)));
     out.push(f.arity);

@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn binaries() {
-        let b = |v: &[u8]| Term::Binary(v.to_vec());
+        let b = |v: &[u8]| Term::binary(v.to_vec());
         assert_eq!(b(b"").to_string(), "<<>>");
         assert_eq!(b(b"hi").to_string(), "<<\"hi\">>");
         assert_eq!(b(&[1, 2, 3]).to_string(), "<<1,2,3>>");
@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(b(&[7]).to_string(), "<<7>>");
         assert_eq!(b(&[120, 0]).to_string(), "<<120,0>>");
         let bits = |v: &[u8], n| Term::BitBinary {
-            bytes: v.to_vec(),
+            bytes: v.to_vec().into(),
             bits: n,
         };
         assert_eq!(bits(&[1, 2, 3 << 3], 5).to_string(), "<<1,2,3:5>>");

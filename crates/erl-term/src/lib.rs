@@ -76,11 +76,16 @@ pub mod parse;
 pub mod tag;
 pub mod term;
 
+/// The buffer type of binaries ([`Term::Binary`]), re-exported so callers
+/// need not depend on `bytes` themselves.
+pub use bytes::Bytes;
 pub use decode::{
-    decode, decode_term, decode_used, decode_with_cache, DecodeError, DecodeOptions,
-    DEFAULT_MAX_BIG_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED, TERM_COST,
+    decode, decode_bytes, decode_term, decode_used, decode_with_cache, DecodeError, DecodeOptions,
+    DEFAULT_MAX_BIG_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INFLATED, SHARE_MIN, TERM_COST,
 };
-pub use encode::{encode, encode_compressed, encode_to, encoded_len};
+pub use encode::{
+    encode, encode_chunks_to, encode_compressed, encode_to, encoded_len, Chunks, CHUNK_MIN,
+};
 pub use format::{format, format_float};
 pub use parse::{parse, ParseError};
 pub use term::{

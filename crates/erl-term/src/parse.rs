@@ -14,6 +14,8 @@
 //! A string whose characters all fit in a byte becomes [`Term::String`];
 //! one with wider characters becomes a [`Term::List`] of code points.
 
+use bytes::Bytes;
+
 use crate::format::is_atom_char;
 use crate::term::{Atom, BigInt, Export, Term};
 
@@ -460,7 +462,7 @@ impl Parser<'_> {
     fn binary(&mut self) -> Result<Term, ParseError> {
         let mut bits = BitWriter::default();
         if self.eat(">>") {
-            return Ok(Term::Binary(Vec::new()));
+            return Ok(Term::Binary(Bytes::new()));
         }
         loop {
             self.segment(&mut bits)?;
@@ -654,10 +656,10 @@ impl BitWriter {
 
     fn finish(self) -> Term {
         if self.partial == 0 {
-            Term::Binary(self.bytes)
+            Term::Binary(self.bytes.into())
         } else {
             Term::BitBinary {
-                bytes: self.bytes,
+                bytes: self.bytes.into(),
                 bits: self.partial as u8,
             }
         }
@@ -757,32 +759,32 @@ mod tests {
 
     #[test]
     fn binaries() {
-        assert_eq!(p("<<>>"), Term::Binary(vec![]));
-        assert_eq!(p("<<1,2,3>>"), Term::Binary(vec![1, 2, 3]));
-        assert_eq!(p("<<\"hi\", 0>>"), Term::Binary(b"hi\0".to_vec()));
-        assert_eq!(p("<<\"é\"/utf8>>"), Term::Binary("é".as_bytes().to_vec()));
-        assert_eq!(p("<<\"é\">>"), Term::Binary(vec![0xe9]));
-        assert_eq!(p("<<-1>>"), Term::Binary(vec![255]));
-        assert_eq!(p("<<256:16>>"), Term::Binary(vec![1, 0]));
-        assert_eq!(p("<<256:16/little>>"), Term::Binary(vec![0, 1]));
+        assert_eq!(p("<<>>"), Term::binary(vec![]));
+        assert_eq!(p("<<1,2,3>>"), Term::binary(vec![1, 2, 3]));
+        assert_eq!(p("<<\"hi\", 0>>"), Term::binary(b"hi\0".to_vec()));
+        assert_eq!(p("<<\"é\"/utf8>>"), Term::binary("é".as_bytes().to_vec()));
+        assert_eq!(p("<<\"é\">>"), Term::binary(vec![0xe9]));
+        assert_eq!(p("<<-1>>"), Term::binary(vec![255]));
+        assert_eq!(p("<<256:16>>"), Term::binary(vec![1, 0]));
+        assert_eq!(p("<<256:16/little>>"), Term::binary(vec![0, 1]));
         assert_eq!(
             p("<<1,2,3:5>>"),
             Term::BitBinary {
-                bytes: vec![1, 2, 3 << 3],
+                bytes: vec![1, 2, 3 << 3].into(),
                 bits: 5
             }
         );
         assert_eq!(
             p("<<1:1>>"),
             Term::BitBinary {
-                bytes: vec![0x80],
+                bytes: vec![0x80].into(),
                 bits: 1
             }
         );
-        assert_eq!(p("<<1:4, 15:4>>"), Term::Binary(vec![0x1f]));
+        assert_eq!(p("<<1:4, 15:4>>"), Term::binary(vec![0x1f]));
         assert_eq!(
             p("<<$a, 1078/utf8>>"),
-            Term::Binary("aж".as_bytes().to_vec())
+            Term::binary("aж".as_bytes().to_vec())
         );
         assert!(parse("<<\"жук\">>").is_err());
         assert!(parse("<<a>>").is_err());

@@ -21,6 +21,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 /// Most characters (not bytes) an atom may have. OTP refuses longer atoms in
 /// `binary_to_term`, so the decoder refuses them too and [`Atom::new`] will
 /// not build one.
@@ -393,14 +395,16 @@ pub enum Term {
     /// A float. Erlang has no NaN or infinities; encoding one produces bytes
     /// OTP refuses.
     Float(f64),
-    /// A binary (whole bytes).
-    Binary(Vec<u8>),
+    /// A binary (whole bytes). [`Bytes`] so that a binary decoded from a
+    /// received frame is a slice of it, and one sent on is written from
+    /// the same buffer: cloning a term never copies its binaries.
+    Binary(Bytes),
     /// A bitstring whose last byte holds only `bits` bits (1..=7 when
     /// decoded), in its most significant positions; the decoder clears the
     /// unused low bits. `bits` of 0 or 8+ is encoded as a whole byte.
     BitBinary {
         /// The bytes; the last one is partial.
-        bytes: Vec<u8>,
+        bytes: Bytes,
         /// How many bits of the last byte belong to the bitstring.
         bits: u8,
     },
@@ -446,8 +450,10 @@ impl Term {
         }
     }
 
-    /// A binary term.
-    pub fn binary(bytes: impl Into<Vec<u8>>) -> Self {
+    /// A binary term. Takes anything [`Bytes`] is made from without a
+    /// copy (`Vec<u8>`, `String`, `&'static [u8]`); copy a borrowed slice
+    /// with [`Bytes::copy_from_slice`].
+    pub fn binary(bytes: impl Into<Bytes>) -> Self {
         Self::Binary(bytes.into())
     }
 
@@ -1038,25 +1044,25 @@ mod tests {
     #[test]
     fn bitstrings() {
         let a = Term::BitBinary {
-            bytes: vec![1, 0b1010_0000],
+            bytes: vec![1, 0b1010_0000].into(),
             bits: 3,
         };
         let b = Term::BitBinary {
-            bytes: vec![1, 0b1011_1111],
+            bytes: vec![1, 0b1011_1111].into(),
             bits: 3,
         };
         same(&a, &b);
         same(
-            &Term::Binary(vec![1, 2]),
+            &Term::binary(vec![1, 2]),
             &Term::BitBinary {
-                bytes: vec![1, 2],
+                bytes: vec![1, 2].into(),
                 bits: 8,
             },
         );
         assert_ne!(
             a,
             Term::BitBinary {
-                bytes: vec![1, 0b1010_0000],
+                bytes: vec![1, 0b1010_0000].into(),
                 bits: 4
             }
         );

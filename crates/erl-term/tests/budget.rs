@@ -49,7 +49,7 @@ fn term_slots_are_charged() {
 
 #[test]
 fn binary_bytes_are_charged() {
-    let bytes = encode(&Term::Binary(vec![7; 100_000]));
+    let bytes = encode(&Term::binary(vec![7; 100_000]));
     assert!(DecodeOptions::new()
         .max_memory(200_000)
         .decode(&bytes)

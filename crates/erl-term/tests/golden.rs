@@ -491,7 +491,7 @@ fn compressed_terms() {
                 131, 80, 0, 0, 3, 237, 120, 218, 203, 101, 96, 96, 126, 193, 48, 10, 70, 193, 40,
                 24, 246, 0, 0, 71, 7, 1, 89,
             ],
-            Term::Binary(vec![0; 1000]),
+            Term::binary(vec![0; 1000]),
         ),
     ];
     for (bytes, want) in cases {
@@ -512,7 +512,7 @@ fn compressed_terms() {
     ];
     let want = Term::tuple([
         Term::List((1..=50).map(Term::Integer).collect()),
-        Term::Binary(vec![0; 100]),
+        Term::binary(vec![0; 100]),
     ]);
     assert_eq!(decode(tuple).unwrap(), want);
     // Incompressible terms stay plain, as OTP does.
@@ -778,7 +778,7 @@ fn depth_limit() {
 
 #[test]
 fn large_values() {
-    let big = Term::Binary((0..(1 << 20)).map(|i| i as u8).collect());
+    let big = Term::binary((0..(1 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
     let bytes = encode(&big);
     assert_eq!(bytes.len(), 1 + 5 + (1 << 20));
     assert_eq!(decode(&bytes).unwrap(), big);

@@ -2,8 +2,9 @@
 //! and no panic on any input.
 
 use erl_term::{
-    decode, decode_term, decode_used, encode, encoded_len, parse, Atom, BigInt, Export, Fun, Pid,
-    Port, Record, Reference, Term,
+    decode, decode_bytes, decode_term, decode_used, encode, encode_chunks_to, encode_to,
+    encoded_len, parse, Atom, BigInt, Bytes, Chunks, Export, Fun, Pid, Port, Record, Reference,
+    Term, CHUNK_MIN, SHARE_MIN,
 };
 use proptest::prelude::*;
 
@@ -51,12 +52,12 @@ fn plain_leaf() -> BoxedStrategy<Term> {
         (any::<bool>(), prop::collection::vec(any::<u8>(), 8..40))
             .prop_map(|(neg, mag)| Term::from(BigInt::from_sign_magnitude(neg, mag))),
         float().prop_map(Term::Float),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(Term::Binary),
-        "\\PC{0,10}".prop_map(|s| Term::Binary(s.into_bytes())),
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(Term::binary),
+        "\\PC{0,10}".prop_map(|s| Term::binary(s.into_bytes())),
         (prop::collection::vec(any::<u8>(), 1..10), 1u8..8).prop_map(|(mut bytes, bits)| {
             let last = bytes.len() - 1;
             bytes[last] &= 0xffu8 << (8 - bits);
-            Term::BitBinary { bytes, bits }
+            Term::BitBinary { bytes: bytes.into(), bits }
         }),
         Just(Term::Nil),
         prop::collection::vec(any::<u8>(), 1..30).prop_map(Term::String),
@@ -186,6 +187,55 @@ proptest! {
         // Decoded terms are canonical: encoding them again is stable.
         prop_assert_eq!(encode(&back), bytes.clone());
         prop_assert_eq!(decode_term(&bytes[1..]).unwrap(), (back, bytes.len() - 1));
+    }
+
+    /// The zero-copy paths give the same bytes and terms as the copying
+    /// ones, with binaries around both thresholds, partial bitstrings and
+    /// other terms between them: `decode_bytes` slices binaries of
+    /// SHARE_MIN bytes or more out of its input, `encode_chunks_to` leaves
+    /// binaries of CHUNK_MIN or more uncopied.
+    #[test]
+    fn shared_binaries_round_trip(
+        t in any_term(),
+        sizes in prop::collection::vec(
+            prop_oneof![0..SHARE_MIN + 2, CHUNK_MIN - 2..CHUNK_MIN + 2, 60_000usize..70_000],
+            0..6,
+        ),
+        bits in 1u8..8,
+    ) {
+        let mut items = vec![t];
+        for (i, n) in sizes.iter().enumerate() {
+            let bin: Vec<u8> = (0..*n).map(|j| (i * 7 + j) as u8).collect();
+            items.push(Term::binary(bin));
+            if *n > 0 && i % 2 == 1 {
+                let mut b: Vec<u8> = vec![0xff; *n];
+                let last = b.len() - 1;
+                b[last] &= 0xffu8 << (8 - bits);
+                items.push(Term::BitBinary { bytes: b.into(), bits });
+            }
+            items.push(Term::Integer(i as i64));
+        }
+        let term = Term::Tuple(items);
+        let mut flat = vec![131];
+        encode_to(&term, &mut flat);
+        let mut chunks = Chunks::from(vec![131]);
+        encode_chunks_to(&term, &mut chunks);
+        prop_assert_eq!(chunks.len(), flat.len());
+        prop_assert_eq!(chunks.to_vec(), flat.clone());
+        let large = sizes.iter().filter(|n| **n >= CHUNK_MIN).count();
+        prop_assert!(chunks.slices().count() <= 2 * large + 1);
+        let wire = Bytes::from(flat);
+        let back = decode_bytes(&wire).unwrap();
+        prop_assert_eq!(&back, &term);
+        let range = wire.as_ptr_range();
+        if let Term::Tuple(items) = &back {
+            for it in items {
+                if let Term::Binary(b) = it {
+                    let inside = range.contains(&b.as_ptr());
+                    prop_assert_eq!(inside, b.len() >= SHARE_MIN, "{} bytes", b.len());
+                }
+            }
+        }
     }
 
     #[test]

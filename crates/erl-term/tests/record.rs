@@ -59,7 +59,7 @@ fn vectors() -> Vec<(Vec<u8>, Term)> {
             "m",
             "r",
             true,
-            vec![("a", Term::Integer(1)), ("b", Term::binary(*b"x"))],
+            vec![("a", Term::Integer(1)), ("b", Term::binary(&b"x"[..]))],
         ),
     ));
 
@@ -138,21 +138,21 @@ fn equality_is_by_module_name_flag_and_ordered_fields() {
         "n",
         "r",
         true,
-        vec![("a", Term::Integer(1)), ("b", Term::binary(*b"x"))],
+        vec![("a", Term::Integer(1)), ("b", Term::binary(&b"x"[..]))],
     );
     assert_ne!(r, &other_module);
     let not_exported = record(
         "m",
         "r",
         false,
-        vec![("a", Term::Integer(1)), ("b", Term::binary(*b"x"))],
+        vec![("a", Term::Integer(1)), ("b", Term::binary(&b"x"[..]))],
     );
     assert_ne!(r, &not_exported);
     let swapped = record(
         "m",
         "r",
         true,
-        vec![("b", Term::binary(*b"x")), ("a", Term::Integer(1))],
+        vec![("b", Term::binary(&b"x"[..])), ("a", Term::Integer(1))],
     );
     assert_ne!(r, &swapped);
     assert_ne!(r, &Term::tuple([Term::atom("r"), Term::Integer(1)]));

@@ -155,7 +155,7 @@ impl Peer {
         loop {
             while let Some(frame) = self.framer.poll_frame().expect("frame") {
                 let Frame::Packet(body) = frame else { continue };
-                let p = packet::decode(body, &DecodeLimits::new()).expect("packet from the node");
+                let p = packet::decode(&body, &DecodeLimits::new()).expect("packet from the node");
                 if p.payload.as_ref() == Some(want) {
                     return;
                 }

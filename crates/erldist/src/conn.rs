@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use dist_proto::packet::{DecodeLimits, Frame, Framer, Liveness, PacketError, Ticker};
 use dist_proto::{ConfigError, Established, Event, Handshake, HandshakeError, PeerCheck};
+use erl_term::{Bytes, Chunks};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, trace, warn};
@@ -22,7 +23,9 @@ use tracing::{debug, trace, warn};
 use crate::control::Control;
 use crate::op_flags;
 
-pub(crate) use dist_proto::packet::encode as encode_packet;
+/// Every outgoing packet is encoded in pieces: a large binary in a
+/// message is written from the term's own buffer.
+pub(crate) use dist_proto::packet::encode_chunks as encode_packet;
 
 /// Most queued outgoing packets per connection before senders wait.
 const SEND_QUEUE: usize = 4096;
@@ -138,7 +141,7 @@ where
 /// release defines, is dropped with a warning that names the peer and the
 /// size, never the contents. The frame boundary is intact either way, so
 /// the connection stays up.
-fn receive<D: Dispatch>(body: &[u8], limits: &DecodeLimits, h: &ConnHandle, peer: &str, d: &D) {
+fn receive<D: Dispatch>(body: &Bytes, limits: &DecodeLimits, h: &ConnHandle, peer: &str, d: &D) {
     match Control::decode_packet(body, limits) {
         Ok(Control::Other(op)) if op_flags::required(op).is_none() => {
             warn!(
@@ -161,18 +164,18 @@ pub(crate) struct ConnHandle {
     pub(crate) id: u64,
     pub(crate) flags: u64,
     pub(crate) transport: &'static str,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Chunks>,
     close: Arc<Notify>,
 }
 
 impl ConnHandle {
     /// Queues an encoded packet; waits when the queue is full.
-    pub(crate) async fn send(&self, packet: Vec<u8>) -> Result<(), ConnError> {
+    pub(crate) async fn send(&self, packet: Chunks) -> Result<(), ConnError> {
         self.tx.send(packet).await.map_err(|_| ConnError::Closed)
     }
 
     /// Queues a packet without waiting (for signals sent from `Drop`).
-    pub(crate) fn try_send(&self, packet: Vec<u8>) {
+    pub(crate) fn try_send(&self, packet: Chunks) {
         let _ = self.tx.try_send(packet);
     }
 
@@ -233,11 +236,11 @@ where
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Chunks>,
     tick_time: Duration,
 ) {
     let mut ticker = Ticker::new(tick_time, Instant::now());
-    let mut segs: Vec<Vec<u8>> = Vec::new();
+    let mut segs: Vec<Seg> = Vec::new();
     loop {
         let at = tokio::time::Instant::from_std(ticker.poll_timeout());
         let first = match tokio::time::timeout_at(at, rx.recv()).await {
@@ -253,30 +256,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 continue;
             }
         };
-        if rx.is_empty() {
-            // One packet: write it directly, no copy.
-            if wr.write_all(&first).await.is_err() {
-                return;
+        // Small packets are copied together, large ones (and the large
+        // binaries inside them) go out as they are, all in vectored writes,
+        // so a 64 KiB binary is never copied on its way to the socket.
+        segs.clear();
+        let mut batch = Batch::default();
+        batch.add(&mut segs, first);
+        while batch.bytes < WRITE_BATCH && batch.slices < MAX_SEGMENTS {
+            match rx.try_recv() {
+                Ok(p) => batch.add(&mut segs, p),
+                Err(_) => break,
             }
-        } else {
-            // Several: small packets are copied together, large ones go out
-            // as they are, all in vectored writes, so a 64 KiB message is
-            // never copied again on its way to the socket.
-            segs.clear();
-            let mut total = first.len();
-            gather(&mut segs, first);
-            while total < WRITE_BATCH && segs.len() < MAX_SEGMENTS {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        total += p.len();
-                        gather(&mut segs, p);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if write_all_vectored(&mut wr, &segs).await.is_err() {
-                return;
-            }
+        }
+        if write_all_vectored(&mut wr, &segs).await.is_err() {
+            return;
         }
         if rx.is_empty() && wr.flush().await.is_err() {
             return;
@@ -288,33 +281,72 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// Packets below this size are coalesced by copying.
 const SMALL_PACKET: usize = 8 << 10;
 
-/// At most this many buffers per vectored write (well under IOV_MAX).
+/// Size of the buffers small packets are copied into.
+const MERGE_BUF: usize = 64 << 10;
+
+/// At most about this many buffers per vectored write (well under IOV_MAX).
 const MAX_SEGMENTS: usize = 64;
 
-/// Adds a packet to a write batch: appended to the last buffer when both
-/// are small, else kept as its own buffer.
-fn gather(segs: &mut Vec<Vec<u8>>, p: Vec<u8>) {
-    if p.len() < SMALL_PACKET {
-        if let Some(last) = segs.last_mut() {
-            if last.len() < 64 << 10 && last.capacity() >= 64 << 10 {
-                last.extend_from_slice(&p);
+/// One buffer of a write batch.
+#[derive(Debug)]
+enum Seg {
+    /// Small packets copied together.
+    Merged(Vec<u8>),
+    /// A packet written from its own pieces.
+    Packet(Chunks),
+}
+
+/// The size of the batch being gathered, in bytes and in I/O slices.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: usize,
+    slices: usize,
+}
+
+impl Batch {
+    /// Adds a packet: appended to the last merge buffer when it is small,
+    /// else kept as its own pieces.
+    fn add(&mut self, segs: &mut Vec<Seg>, p: Chunks) {
+        let len = p.len();
+        self.bytes += len;
+        if len >= SMALL_PACKET {
+            self.slices += p.slices().count();
+            segs.push(Seg::Packet(p));
+            return;
+        }
+        if let Some(Seg::Merged(last)) = segs.last_mut() {
+            if last.len() + len <= last.capacity() {
+                p.slices().for_each(|s| last.extend_from_slice(s));
                 return;
             }
         }
-        let mut merged = Vec::with_capacity(64 << 10);
-        merged.extend_from_slice(&p);
-        segs.push(merged);
-    } else {
-        segs.push(p);
+        // A lone small packet goes out as it is, without a copy; a second
+        // one turns it into a merge buffer.
+        if let Some(Seg::Packet(prev)) = segs.last() {
+            if prev.len() < SMALL_PACKET {
+                let mut merged = Vec::with_capacity(MERGE_BUF);
+                prev.slices().for_each(|s| merged.extend_from_slice(s));
+                p.slices().for_each(|s| merged.extend_from_slice(s));
+                *segs.last_mut().expect("just matched") = Seg::Merged(merged);
+                return;
+            }
+        }
+        self.slices += p.slices().count();
+        segs.push(Seg::Packet(p));
     }
 }
 
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     wr: &mut W,
-    bufs: &[Vec<u8>],
+    segs: &[Seg],
 ) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(segs.len() + 2);
+    for seg in segs {
+        match seg {
+            Seg::Merged(b) => slices.push(std::io::IoSlice::new(b)),
+            Seg::Packet(p) => slices.extend(p.slices().map(std::io::IoSlice::new)),
+        }
+    }
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         let n = wr.write_vectored(rest).await?;
@@ -342,7 +374,7 @@ async fn read_loop<R: AsyncRead + Unpin, D: Dispatch>(
             match framer.poll_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Tick)) => {}
-                Ok(Some(Frame::Packet(body))) => receive(body, limits, h, peer, dispatch),
+                Ok(Some(Frame::Packet(body))) => receive(&body, limits, h, peer, dispatch),
                 Err(e) => return e.into(),
             }
         }
@@ -384,22 +416,22 @@ mod tests {
     fn packets_decode_to_control_messages_or_typed_errors() {
         let l = DecodeLimits::new();
         let send = Term::Tuple(vec![Term::Integer(2), Term::atom(""), pid()]);
-        let framed = encode_packet(&send, Some(&Term::Nil));
-        let msg = Control::decode_packet(&framed[4..], &l).unwrap();
+        let framed = Bytes::from(encode_packet(&send, Some(&Term::Nil)).to_vec());
+        let msg = Control::decode_packet(&framed.slice(4..), &l).unwrap();
         assert!(
             matches!(msg, Control::Send { msg: Term::Nil, .. }),
             "{msg:?}"
         );
         // SEND without its payload: the terms decode, the message does not.
-        let framed = encode_packet(&send, None);
-        let err = Control::decode_packet(&framed[4..], &l).unwrap_err();
+        let framed = Bytes::from(encode_packet(&send, None).to_vec());
+        let err = Control::decode_packet(&framed.slice(4..), &l).unwrap_err();
         assert!(matches!(err, BadPacket::Control(_)), "{err:?}");
-        let err = Control::decode_packet(&[131, 68], &l).unwrap_err();
+        let err = Control::decode_packet(&Bytes::from_static(&[131, 68]), &l).unwrap_err();
         assert_eq!(err, BadPacket::Packet(PacketError::DistHeader));
         // An operation no release defines decodes as Other, which the
         // reader drops with a warning instead of dispatching.
-        let framed = encode_packet(&Term::Tuple(vec![Term::Integer(99)]), None);
-        let msg = Control::decode_packet(&framed[4..], &l).unwrap();
+        let framed = Bytes::from(encode_packet(&Term::Tuple(vec![Term::Integer(99)]), None).to_vec());
+        let msg = Control::decode_packet(&framed.slice(4..), &l).unwrap();
         assert_eq!(msg, Control::Other(99));
         assert!(op_flags::required(99).is_none());
         assert!(op_flags::required(29).is_some(), "SPAWN_REQUEST is known");

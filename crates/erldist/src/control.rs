@@ -7,7 +7,7 @@
 //! token ignored.
 
 use dist_proto::packet::{DecodeLimits, Packet, PacketError};
-use erl_term::{Atom, Pid, Reference, Term};
+use erl_term::{Atom, Bytes, Pid, Reference, Term};
 
 /// Operation codes (the first element of the control tuple).
 #[allow(missing_docs)]
@@ -169,9 +169,10 @@ impl Control {
     /// every frame it receives: the packet layer's terms within `limits`
     /// ([`dist_proto::packet::decode`]), then their meaning
     /// ([`from_terms`](Self::from_terms)). The fuzz target `dist_packet`
-    /// calls this very function.
-    pub fn decode_packet(body: &[u8], limits: &DecodeLimits) -> Result<Self, BadPacket> {
-        let Packet { control, payload } = dist_proto::packet::decode(body, limits)?;
+    /// calls this very function. The body is the frame as the framer split
+    /// it off its buffer: binaries in the message are slices of it.
+    pub fn decode_packet(body: &Bytes, limits: &DecodeLimits) -> Result<Self, BadPacket> {
+        let Packet { control, payload } = dist_proto::packet::decode_bytes(body, limits)?;
         Ok(Self::from_terms(control, payload)?)
     }
 

@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn long_terms_are_cut_to_the_bound() {
-        let t = Term::Binary(vec![b'x'; 64 * 1024]);
+        let t = Term::binary(vec![b'x'; 64 * 1024]);
         let s = show(&t, 200);
         assert_eq!(s.chars().count(), 200);
         assert!(s.ends_with("..."));

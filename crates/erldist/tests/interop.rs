@@ -371,14 +371,14 @@ fn literal_cases() -> Vec<(Term, String)> {
     );
     add(
         Term::BitBinary {
-            bytes: vec![0b1010_0000],
+            bytes: vec![0b1010_0000].into(),
             bits: 3,
         },
         "<<5:3>>",
     );
     add(
         Term::BitBinary {
-            bytes: vec![1, 2, 0x30],
+            bytes: vec![1, 2, 0x30].into(),
             bits: 4,
         },
         "<<1,2,3:4>>",

@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 
+use bytes::{Bytes, BytesMut};
+
 use super::{PacketError, MAX_PACKET};
 
 /// Bytes of the length prefix.
@@ -41,27 +43,29 @@ pub fn take_frame(buf: &[u8], max: usize) -> Result<Option<(Range<usize>, usize)
 }
 
 /// One frame taken from a [`Framer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frame<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
     /// An empty frame: the peer is alive and has nothing to say.
     Tick,
-    /// A non-empty frame body, for [`decode`](super::decode).
-    Packet(&'a [u8]),
+    /// A non-empty frame body, for [`decode_bytes`](super::decode_bytes):
+    /// split off the framer's buffer, not copied, so the binaries decoded
+    /// from it can be slices of it.
+    Packet(Bytes),
 }
 
 /// Splits the byte stream of an established connection into frames.
 ///
 /// Bytes go in through [`handle_input`](Self::handle_input), or, to read
 /// from a socket without a copy, straight into [`read_buf`](Self::read_buf);
-/// frames come out of [`poll_frame`](Self::poll_frame), borrowed from the
-/// buffer. A frame whose prefix declares more than the limit fails at once
+/// frames come out of [`poll_frame`](Self::poll_frame), split off the
+/// buffer without a copy (a frame keeps the block it was read into alive
+/// while any of it is referenced; the next reads go to a fresh block). A frame whose prefix declares more than the limit fails at once
 /// (and keeps failing: the stream cannot be resynchronised), so the buffer
 /// never holds more than one frame of at most the limit plus one read.
 #[derive(Debug)]
 pub struct Framer {
-    buf: Vec<u8>,
-    /// Start of the bytes not yet returned as frames.
-    start: usize,
+    /// The bytes not yet returned as frames.
+    buf: BytesMut,
     max: usize,
     /// Bytes the incomplete frame at `start` still needs, if known.
     need: usize,
@@ -73,8 +77,7 @@ impl Framer {
     /// [`Established::leftover`](crate::Established::leftover)).
     pub fn new(leftover: Vec<u8>) -> Self {
         Self {
-            buf: leftover,
-            start: 0,
+            buf: BytesMut::from(&leftover[..]),
             max: MAX_PACKET,
             need: 0,
         }
@@ -88,7 +91,6 @@ impl Framer {
 
     /// Appends bytes read from the stream.
     pub fn handle_input(&mut self, bytes: &[u8]) {
-        self.compact();
         self.buf.extend_from_slice(bytes);
     }
 
@@ -96,8 +98,7 @@ impl Framer {
     /// does), with room for at least the rest of an incomplete frame or
     /// 16 KiB. Only appending is meaningful: the framer owns what is
     /// already there.
-    pub fn read_buf(&mut self) -> &mut Vec<u8> {
-        self.compact();
+    pub fn read_buf(&mut self) -> &mut BytesMut {
         let spare = self.buf.capacity() - self.buf.len();
         if self.need > spare {
             // The whole frame at once, not in doublings.
@@ -110,12 +111,12 @@ impl Framer {
 
     /// Bytes buffered that are not yet part of a returned frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 
     /// The next complete frame, if one is buffered.
-    pub fn poll_frame(&mut self) -> Result<Option<Frame<'_>>, PacketError> {
-        let avail = &self.buf[self.start..];
+    pub fn poll_frame(&mut self) -> Result<Option<Frame>, PacketError> {
+        let avail = &self.buf[..];
         match take_frame(avail, self.max)? {
             None => {
                 self.need = match avail.get(..HEADER) {
@@ -128,23 +129,14 @@ impl Framer {
                 Ok(None)
             }
             Some((body, consumed)) => {
-                let at = self.start;
-                self.start += consumed;
                 self.need = 0;
+                let frame = self.buf.split_to(consumed);
                 Ok(Some(if body.is_empty() {
                     Frame::Tick
                 } else {
-                    Frame::Packet(&self.buf[at + body.start..at + body.end])
+                    Frame::Packet(frame.freeze().slice(body))
                 }))
             }
-        }
-    }
-
-    /// Drops the bytes of frames already returned.
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
         }
     }
 }

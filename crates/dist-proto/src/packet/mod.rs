@@ -29,7 +29,8 @@ mod ticks;
 #[cfg(test)]
 mod tests;
 
-use erl_term::{DecodeError, DecodeOptions, Term, TERM_COST};
+use bytes::Bytes;
+use erl_term::{Chunks, DecodeError, DecodeOptions, Term, TERM_COST};
 
 pub use framer::{take_frame, Frame, Framer};
 pub use ticks::{Liveness, Ticker, TICK};
@@ -199,6 +200,22 @@ pub struct Packet {
 /// from, a Latin-1 atom growing into UTF-8), or the whole budget if it is
 /// compressed (OTP never compresses control messages).
 pub fn decode(body: &[u8], limits: &DecodeLimits) -> Result<Packet, PacketError> {
+    decode_in(body, None, limits)
+}
+
+/// [`decode`] of a frame split off a [`Framer`]: the same checks and
+/// budget, but binaries of [`erl_term::SHARE_MIN`] bytes or more are
+/// slices of `body`, not copies.
+pub fn decode_bytes(body: &Bytes, limits: &DecodeLimits) -> Result<Packet, PacketError> {
+    decode_in(body, Some(body), limits)
+}
+
+/// `body` is `owner`'s contents when there is an owner.
+fn decode_in(
+    body: &[u8],
+    owner: Option<&Bytes>,
+    limits: &DecodeLimits,
+) -> Result<Packet, PacketError> {
     match body.first() {
         Some(&PASS_THROUGH) => {}
         Some(&VERSION) => return Err(PacketError::DistHeader),
@@ -222,10 +239,12 @@ pub fn decode(body: &[u8], limits: &DecodeLimits) -> Result<Packet, PacketError>
     } else {
         used.saturating_mul(TERM_COST + 2)
     };
-    let payload = limits
-        .options(budget.saturating_sub(spent))
-        .decode(&rest[used..])
-        .map_err(PacketError::Payload)?;
+    let opts = limits.options(budget.saturating_sub(spent));
+    let payload = match owner {
+        Some(o) => opts.decode_bytes(&o.slice(1 + used..)),
+        None => opts.decode(&rest[used..]),
+    }
+    .map_err(PacketError::Payload)?;
     Ok(Packet {
         control,
         payload: Some(payload),
@@ -236,6 +255,30 @@ pub fn decode(body: &[u8], limits: &DecodeLimits) -> Result<Packet, PacketError>
 /// write. (A packet over 4 GiB, which no peer accepts, would get a
 /// saturated length; the node's terms never come near.)
 pub fn encode(control: &Term, payload: Option<&Term>) -> Vec<u8> {
+    encode_flat(control, payload)
+}
+
+/// [`encode`] in pieces: the payload's binaries of
+/// [`erl_term::CHUNK_MIN`] bytes or more are shared with the term, not
+/// copied, for a vectored write.
+pub fn encode_chunks(control: &Term, payload: Option<&Term>) -> Chunks {
+    let mut out = Chunks::with_capacity(128);
+    out.flat_mut()
+        .extend_from_slice(&[0, 0, 0, 0, PASS_THROUGH, VERSION]);
+    // OTP's control messages hold no binaries worth sharing.
+    erl_term::encode_to(control, out.flat_mut());
+    if let Some(p) = payload {
+        out.flat_mut().push(VERSION);
+        erl_term::encode_chunks_to(p, &mut out);
+    }
+    let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+    // The prefix was written before anything was shared, so it is at the
+    // start of the flat bytes.
+    out.flat_mut()[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+fn encode_flat(control: &Term, payload: Option<&Term>) -> Vec<u8> {
     let size = erl_term::encoded_len(control) + payload.map_or(0, erl_term::encoded_len) + 8;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&[0, 0, 0, 0, PASS_THROUGH, VERSION]);

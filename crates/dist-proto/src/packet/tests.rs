@@ -254,3 +254,36 @@ fn ticker_ticks_a_quarter_after_the_last_send() {
     assert_eq!(t.poll_timeout(), t0 + 2 * q + q / 2);
     assert_eq!(t.handle_timeout(t0 + 2 * q), None);
 }
+
+/// The zero-copy path: a 64 KiB binary goes out as its own buffer in the
+/// encoded chunks (same bytes as `encode`), comes out of the framer as a
+/// split of its read buffer, and decodes as a slice of that frame; a
+/// 100-byte one is still a slice, a 10-byte one a copy.
+#[test]
+fn binaries_are_not_copied_on_either_path() {
+    let ctrl = send_ctrl();
+    for (size, out_shared, in_shared) in [(65_536, true, true), (100, false, true), (10, false, false)] {
+        let bin = Term::binary(vec![0xab; size]);
+        let msg = Term::Tuple(vec![Term::atom("from"), bin.clone()]);
+        let chunks = encode_chunks(&ctrl, Some(&msg));
+        assert_eq!(chunks.to_vec(), encode(&ctrl, Some(&msg)), "{size}");
+        let Term::Binary(orig) = &bin else { unreachable!() };
+        let shares = chunks.slices().any(|s| s.as_ptr() == orig.as_ptr());
+        assert_eq!(shares, out_shared, "{size}: sent without a copy");
+
+        let mut f = Framer::new(Vec::new());
+        for s in chunks.slices() {
+            f.read_buf().extend_from_slice(s);
+        }
+        let Ok(Some(Frame::Packet(body))) = f.poll_frame() else {
+            panic!("{size}: no frame")
+        };
+        let p = decode_bytes(&body, &DecodeLimits::new()).unwrap();
+        assert_eq!(p.payload.as_ref(), Some(&msg));
+        let Some(Term::Tuple(items)) = &p.payload else { unreachable!() };
+        let Term::Binary(got) = &items[1] else { unreachable!() };
+        let inside = body.as_ptr_range().contains(&got.as_ptr());
+        assert_eq!(inside, in_shared, "{size}: received without a copy");
+        assert_eq!(decode(&body, &DecodeLimits::new()).unwrap(), p);
+    }
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dist_proto::{Established, HandshakeError, PeerCheck};
-use erl_term::Term;
+use erl_term::{Chunks, Term};
 use tracing::{debug, info};
 
 use super::slots::Claim;
@@ -38,7 +38,7 @@ impl Node {
 
 /// Sends a packet on `h`, waiting for room in its queue; a failure names
 /// the peer.
-pub(super) async fn send_on(h: &ConnHandle, peer: &str, packet: Vec<u8>) -> Result<(), NodeError> {
+pub(super) async fn send_on(h: &ConnHandle, peer: &str, packet: Chunks) -> Result<(), NodeError> {
     h.send(packet).await.map_err(|cause| NodeError::Connect {
         peer: peer.to_owned(),
         cause,

@@ -128,7 +128,7 @@ impl Node {
                                         Ok(()) => Term::atom("ok"),
                                         Err(e) => Term::Tuple(vec![
                                             Term::atom("error"),
-                                            Term::Binary(e.to_string().into_bytes()),
+                                            Term::binary(e.to_string()),
                                         ]),
                                     };
                                     let mb = node.mailbox();

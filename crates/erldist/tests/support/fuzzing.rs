@@ -5,7 +5,7 @@
 //!
 //! The decoder under test is the node's own: [`Control::decode_packet`],
 //! the function its connection reader calls for every frame
-//! (`dist_proto::packet::decode` within the default [`DecodeLimits`],
+//! (`dist_proto::packet::decode_bytes` within the default [`DecodeLimits`],
 //! then `Control::from_terms`).
 //!
 //! The input is one packet body (what follows the `u32` length): a
@@ -20,16 +20,17 @@
 #![allow(dead_code)]
 
 use dist_proto::flags;
-use erl_term::{Atom, Pid, Term};
+use erl_term::{Atom, Bytes, Pid, Term};
 use erldist::control::{build, op, BadPacket, Control};
 use erldist::DecodeLimits;
 
 /// Pass-through message tag.
 pub(crate) use dist_proto::packet::PASS_THROUGH;
 
-/// The node's receive path, with its default limits.
+/// The node's receive path, with its default limits. The reader hands
+/// it frames as `Bytes`; here the input is copied into one first.
 pub(crate) fn decode_packet(body: &[u8]) -> Result<Control, BadPacket> {
-    Control::decode_packet(body, &DecodeLimits::new())
+    Control::decode_packet(&Bytes::copy_from_slice(body), &DecodeLimits::new())
 }
 
 /// The fuzz target's entry point.
