@@ -40,7 +40,10 @@
 //!   reserved at their exact size while decoding, and a per-decode memo so
 //!   an atom repeated in one message is allocated once. Roughly 25
 //!   instructions per byte to decode a list of integers, 14 to encode it;
-//!   binaries and strings are a single copy.
+//!   strings are a single copy, binaries decoded from a [`Bytes`] input
+//!   ([`decode_bytes`]) none when larger than [`SHARE_MIN`], and
+//!   [`encode_chunks_to`] leaves binaries of [`CHUNK_MIN`] bytes or more
+//!   in their own buffers.
 //! - **Byte-exact encoding**: for terms OTP can produce, [`encode()`] gives the
 //!   bytes of OTP 25's `term_to_binary(T, [{minor_version, 2}])`, which are
 //!   also what it sends over distribution; the interop tests check this

@@ -57,7 +57,10 @@ fn plain_leaf() -> BoxedStrategy<Term> {
         (prop::collection::vec(any::<u8>(), 1..10), 1u8..8).prop_map(|(mut bytes, bits)| {
             let last = bytes.len() - 1;
             bytes[last] &= 0xffu8 << (8 - bits);
-            Term::BitBinary { bytes: bytes.into(), bits }
+            Term::BitBinary {
+                bytes: bytes.into(),
+                bits,
+            }
         }),
         Just(Term::Nil),
         prop::collection::vec(any::<u8>(), 1..30).prop_map(Term::String),

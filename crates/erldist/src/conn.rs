@@ -430,7 +430,8 @@ mod tests {
         assert_eq!(err, BadPacket::Packet(PacketError::DistHeader));
         // An operation no release defines decodes as Other, which the
         // reader drops with a warning instead of dispatching.
-        let framed = Bytes::from(encode_packet(&Term::Tuple(vec![Term::Integer(99)]), None).to_vec());
+        let framed =
+            Bytes::from(encode_packet(&Term::Tuple(vec![Term::Integer(99)]), None).to_vec());
         let msg = Control::decode_packet(&framed.slice(4..), &l).unwrap();
         assert_eq!(msg, Control::Other(99));
         assert!(op_flags::required(99).is_none());

@@ -262,12 +262,16 @@ fn ticker_ticks_a_quarter_after_the_last_send() {
 #[test]
 fn binaries_are_not_copied_on_either_path() {
     let ctrl = send_ctrl();
-    for (size, out_shared, in_shared) in [(65_536, true, true), (100, false, true), (10, false, false)] {
+    for (size, out_shared, in_shared) in
+        [(65_536, true, true), (100, false, true), (10, false, false)]
+    {
         let bin = Term::binary(vec![0xab; size]);
         let msg = Term::Tuple(vec![Term::atom("from"), bin.clone()]);
         let chunks = encode_chunks(&ctrl, Some(&msg));
         assert_eq!(chunks.to_vec(), encode(&ctrl, Some(&msg)), "{size}");
-        let Term::Binary(orig) = &bin else { unreachable!() };
+        let Term::Binary(orig) = &bin else {
+            unreachable!()
+        };
         let shares = chunks.slices().any(|s| s.as_ptr() == orig.as_ptr());
         assert_eq!(shares, out_shared, "{size}: sent without a copy");
 
@@ -280,8 +284,12 @@ fn binaries_are_not_copied_on_either_path() {
         };
         let p = decode_bytes(&body, &DecodeLimits::new()).unwrap();
         assert_eq!(p.payload.as_ref(), Some(&msg));
-        let Some(Term::Tuple(items)) = &p.payload else { unreachable!() };
-        let Term::Binary(got) = &items[1] else { unreachable!() };
+        let Some(Term::Tuple(items)) = &p.payload else {
+            unreachable!()
+        };
+        let Term::Binary(got) = &items[1] else {
+            unreachable!()
+        };
         let inside = body.as_ptr_range().contains(&got.as_ptr());
         assert_eq!(inside, in_shared, "{size}: received without a copy");
         assert_eq!(decode(&body, &DecodeLimits::new()).unwrap(), p);
