@@ -59,7 +59,33 @@ mod tests {
         // A listener that never answers: NAMES gets no header.
         assert!(!names_answers_at(addr));
         drop(l);
-        assert!(!accepts(addr));
+        // The freed port could be taken by a test running in parallel, so
+        // probe a port held by a socket that is bound but not listening:
+        // nobody else can take it, and connecting to it is refused.
+        let closed = bound_not_listening();
+        assert!(!accepts(closed));
+        assert!(!names_answers_at(closed));
+    }
+
+    /// A loopback address whose port is held by a bound, non-listening
+    /// socket (closed again when the process ends).
+    fn bound_not_listening() -> SocketAddr {
+        // SAFETY: plain socket calls on a fresh descriptor with a zeroed,
+        // correctly sized sockaddr_in; the descriptor is deliberately kept
+        // open for the rest of the test process.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(fd, (&raw const sa).cast(), len), 0);
+            let mut got: libc::sockaddr_in = std::mem::zeroed();
+            let mut glen = len;
+            assert_eq!(libc::getsockname(fd, (&raw mut got).cast(), &mut glen), 0);
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, u16::from_be(got.sin_port)))
+        }
     }
 
     #[test]
