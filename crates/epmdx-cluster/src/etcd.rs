@@ -52,6 +52,20 @@ fn request_timeout(ttl: Duration) -> Duration {
     (ttl / 3).clamp(Duration::from_millis(300), DEFAULT_REQUEST_TIMEOUT)
 }
 
+/// [`connect`] with the endpoint list rotated to start at `start` (mod
+/// its length): after a failure the balanced channel may keep choosing a
+/// dead member, so a fresh client tries the next one first.
+async fn connect_from(
+    endpoints: &[String],
+    start: usize,
+    timeout: Duration,
+) -> Result<Client, ClusterError> {
+    let mut eps = endpoints.to_vec();
+    let n = eps.len().max(1);
+    eps.rotate_left(start % n);
+    connect(&eps, timeout).await
+}
+
 /// Runs `f` with a deadline; a timeout is an error like any other.
 async fn bounded<T>(
     timeout: Duration,
@@ -147,10 +161,7 @@ impl EtcdPublisher {
 
     async fn client(&mut self) -> Result<&mut Client, ClusterError> {
         if self.client.is_none() {
-            let mut eps = self.endpoints.clone();
-            let n = eps.len().max(1);
-            eps.rotate_left(self.failures % n);
-            self.client = Some(connect(&eps, self.timeout).await?);
+            self.client = Some(connect_from(&self.endpoints, self.failures, self.timeout).await?);
         }
         Ok(self.client.as_mut().expect("just set"))
     }
@@ -303,7 +314,6 @@ pub struct EtcdReader {
     endpoints: Vec<String>,
     client: Client,
     timeout: Duration,
-    deadline: Duration,
 }
 
 impl std::fmt::Debug for EtcdReader {
@@ -319,7 +329,6 @@ impl EtcdReader {
             endpoints: endpoints.to_vec(),
             client: connect(endpoints, DEFAULT_REQUEST_TIMEOUT).await?,
             timeout: DEFAULT_REQUEST_TIMEOUT,
-            deadline: DEFAULT_READ_DEADLINE,
         })
     }
 
@@ -334,7 +343,7 @@ impl EtcdReader {
         &mut self,
         cluster: &ClusterName,
     ) -> Result<(Members, i64), ClusterError> {
-        let until = tokio::time::Instant::now() + self.deadline;
+        let until = tokio::time::Instant::now() + DEFAULT_READ_DEADLINE;
         let mut backoff = Duration::from_millis(50);
         let mut attempt = 0usize;
         loop {
@@ -349,10 +358,7 @@ impl EtcdReader {
             debug!(%err, attempt, "etcd read failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
-            let mut eps = self.endpoints.clone();
-            let n = eps.len().max(1);
-            eps.rotate_left(attempt % n);
-            if let Ok(c) = connect(&eps, self.timeout).await {
+            if let Ok(c) = connect_from(&self.endpoints, attempt, self.timeout).await {
                 self.client = c;
             }
         }

@@ -169,7 +169,7 @@ const MAX_RATE_LIMIT: u32 = 1_000_000;
 /// `-allow`/`EPMDX_ALLOW` and `-rate_limit`/`EPMDX_RATE_LIMIT`, validated:
 /// these are security settings, so anything malformed stops the daemon
 /// with a message naming the setting instead of falling back to "open".
-fn access_config(args: &Args) -> Result<(Option<AllowList>, Option<u32>), String> {
+fn access_config(args: &Args) -> Result<Access, String> {
     let allow = match args.allow.as_deref() {
         None => None,
         Some(s) => Some(
@@ -189,7 +189,17 @@ fn access_config(args: &Args) -> Result<(Option<AllowList>, Option<u32>), String
             }
         },
     };
-    Ok((allow, rate))
+    Ok(Access {
+        allow,
+        rate_limit: rate,
+    })
+}
+
+/// The validated access settings, carried from the checks before binding
+/// to the server's configuration.
+struct Access {
+    allow: Option<AllowList>,
+    rate_limit: Option<u32>,
 }
 
 /// Runs the daemon; returns the process exit code.
@@ -200,10 +210,13 @@ pub(crate) fn run(args: &Args) -> i32 {
         // Started by an upgrade: take over instead of binding. The old
         // daemon already detached, so do not daemonise again.
         log::init(args.debug, args.daemon);
-        if let Err(msg) = access_config(args) {
-            error!("{msg}");
-            return 1;
-        }
+        let access = match access_config(args) {
+            Ok(a) => a,
+            Err(msg) => {
+                error!("{msg}");
+                return 1;
+            }
+        };
         let cluster = match crate::cluster::config(args) {
             Ok(c) => c,
             Err(msg) => {
@@ -212,7 +225,7 @@ pub(crate) fn run(args: &Args) -> i32 {
             }
         };
         return match fd.and_then(epmd_server::handover::Incoming::receive) {
-            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None, cluster),
+            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None, cluster, access),
             Err(e) => {
                 error!("cannot take over from the previous daemon: {e}");
                 1
@@ -221,10 +234,13 @@ pub(crate) fn run(args: &Args) -> i32 {
     }
     log::init(args.debug, false);
     // Checked before binding, so a bad option fails like a bad -address.
-    if let Err(msg) = access_config(args) {
-        error!("{msg}");
-        return 1;
-    }
+    let access = match access_config(args) {
+        Ok(a) => a,
+        Err(msg) => {
+            error!("{msg}");
+            return 1;
+        }
+    };
     let cluster = match crate::cluster::config(args) {
         Ok(c) => c,
         Err(msg) => {
@@ -274,7 +290,7 @@ pub(crate) fn run(args: &Args) -> i32 {
         log::init(args.debug, true);
     }
     let _ = port;
-    serve(args, None, listeners, exe, cluster)
+    serve(args, None, listeners, exe, cluster, access)
 }
 
 /// Runs the server on fresh listeners, or on what a previous daemon handed
@@ -285,6 +301,7 @@ fn serve(
     listeners: Vec<TcpListener>,
     exe: Option<std::path::PathBuf>,
     cluster: Option<crate::cluster::ClusterConfig>,
+    access: Access,
 ) -> i32 {
     let first = incoming
         .as_ref()
@@ -297,14 +314,6 @@ fn serve(
     let (max_pending, max_nodes) = connection_bounds(nofile);
     debug!("epmd running - daemon = {}", u8::from(args.daemon));
     debug!("open-file limit {nofile}: up to {max_nodes} registrations, {max_pending} pending connections");
-    let (allow, rate_limit) = match access_config(args) {
-        Ok(a) => a,
-        // Checked before binding already; never serve open after a typo.
-        Err(msg) => {
-            error!("{msg}");
-            return 1;
-        }
-    };
     let cfg = Config {
         port,
         relaxed: args.relaxed,
@@ -314,8 +323,8 @@ fn serve(
         debug: args.debug,
         max_pending,
         max_nodes,
-        allow,
-        rate_limit,
+        allow: access.allow,
+        rate_limit: access.rate_limit,
     };
     // One thread by default: a lookup is a few microseconds of work, and
     // parking and waking worker threads cost more than it (measured: 31 µs
