@@ -20,7 +20,11 @@
 //!    byte of theirs is consumed from now on).
 //! 4. old → new `F` FDS (`u16` count, the descriptors attached), repeated;
 //!    then `S` STATE: listener count, live nodes in registration order (each
-//!    with its descriptor's index) and the unregistered-names list.
+//!    with its descriptor's index) and the unregistered-names list; from
+//!    version 2 on, then the upgrade count and whether a `-metrics`
+//!    listener follows the EPMD listeners among the descriptors. A build
+//!    reads its own version and version 1 (answering with the version it
+//!    read), so an upgrade from the previous release works.
 //! 5. new → old `Y` READY (`u32` pid, `u32` registrations) once the new
 //!    process serves; the old one then exits. Anything else (an error, EOF,
 //!    a deadline) and the old daemon kills the new process, thaws and goes
@@ -43,8 +47,9 @@ use tracing::{debug, info, warn};
 
 use crate::registry::{KindState, NodeState, OldState, Snapshot, TransportState};
 
-/// The hand-over format this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The hand-over format this build writes and reads (it also reads
+/// version 1, which had no upgrade count or metrics listener).
+pub const VERSION: u16 = 2;
 
 /// The environment variable naming the inherited socketpair descriptor.
 pub const FD_ENV: &str = "EPMDX_HANDOVER_FD";
@@ -249,6 +254,9 @@ fn put_u16(out: &mut Vec<u8>, v: u16) {
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
 fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) -> Result<(), HandoverError> {
     let len = u16::try_from(b.len()).map_err(|_| HandoverError::Malformed("field too long"))?;
     put_u16(out, len);
@@ -282,6 +290,12 @@ impl<'a> Cursor<'a> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
+    fn u64(&mut self) -> Result<u64, HandoverError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
     fn bytes16(&mut self) -> Result<&'a [u8], HandoverError> {
         let n = usize::from(self.u16()?);
         self.take(n)
@@ -304,10 +318,33 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The STATE message body: the listener count, then the registry.
-pub fn encode_state(listeners: usize, snap: &Snapshot) -> Result<Vec<u8>, HandoverError> {
+/// What the STATE message carries besides the descriptors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// EPMD listening sockets, first among the descriptors.
+    pub listeners: usize,
+    /// Whether the `-metrics` listener follows them (version 2).
+    pub metrics: bool,
+    /// Upgrades the old process went through (version 2).
+    pub upgrades: u64,
+    /// The registry; node descriptors follow the listeners in this order.
+    pub snapshot: Snapshot,
+}
+
+impl State {
+    /// Descriptors the FDS messages must have carried.
+    pub fn descriptors(&self) -> usize {
+        self.listeners + usize::from(self.metrics) + self.snapshot.nodes.len()
+    }
+}
+
+/// The STATE message body of `version`: the listener count and the
+/// registry, then (version 2) the upgrade count and the metrics-listener
+/// flag. Version 1 cannot carry a metrics listener: the caller sends none.
+pub fn encode_state(state: &State, version: u16) -> Result<Vec<u8>, HandoverError> {
+    let snap = &state.snapshot;
     let mut out = Vec::with_capacity(64 + snap.nodes.len() * 64);
-    put_u32(&mut out, count32(listeners)?);
+    put_u32(&mut out, count32(state.listeners)?);
     put_u32(&mut out, count32(snap.nodes.len())?);
     for n in &snap.nodes {
         put_u32(&mut out, n.counter);
@@ -347,12 +384,16 @@ pub fn encode_state(listeners: usize, snap: &Snapshot) -> Result<Vec<u8>, Handov
         put_u32(&mut out, o.counter);
         out.extend_from_slice(&o.fd.to_be_bytes());
     }
+    if version >= 2 {
+        put_u64(&mut out, state.upgrades);
+        out.push(u8::from(state.metrics));
+    }
     Ok(out)
 }
 
-/// Decodes a STATE body into the listener count and the registry. Node
-/// descriptors are left as -1; the caller assigns the received ones.
-pub fn decode_state(body: &[u8]) -> Result<(usize, Snapshot), HandoverError> {
+/// Decodes a STATE body of `version` (1 or 2). Node descriptors are left
+/// as -1; the caller assigns the received ones.
+pub fn decode_state(body: &[u8], version: u16) -> Result<State, HandoverError> {
     let mut c = Cursor(body);
     let listeners = c.u32()? as usize;
     let n_nodes = c.count(14)?;
@@ -414,8 +455,30 @@ pub fn decode_state(body: &[u8]) -> Result<(usize, Snapshot), HandoverError> {
             fd,
         });
     }
+    let (upgrades, metrics) = if version >= 2 {
+        let upgrades = c.u64()?;
+        let metrics = match c.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(HandoverError::Malformed("bad metrics-listener flag")),
+        };
+        (upgrades, metrics)
+    } else {
+        (0, false)
+    };
     c.end()?;
-    Ok((listeners, Snapshot { nodes, old }))
+    Ok(State {
+        listeners,
+        metrics,
+        upgrades,
+        snapshot: Snapshot { nodes, old },
+    })
+}
+
+/// Whether this build reads an offer of `offered`.
+fn readable(offered: u16) -> bool {
+    let ours = version();
+    offered == ours || (ours == VERSION && offered == 1)
 }
 
 /// One side of the socketpair, with the framing and descriptor passing.
@@ -785,6 +848,8 @@ pub(crate) trait Source: Send + Sync {
     fn upgrader(&self) -> Option<&Upgrader>;
     fn listener_fds(&self) -> Vec<RawFd>;
     fn snapshot(&self) -> Snapshot;
+    fn metrics_fd(&self) -> Option<RawFd>;
+    fn upgrades(&self) -> u64;
 }
 
 /// The server's upgrade state: the gate, how to re-execute, and the
@@ -794,6 +859,7 @@ pub(crate) struct Hooks {
     gate: Arc<Gate>,
     upgrader: std::sync::OnceLock<Upgrader>,
     listeners: Vec<RawFd>,
+    metrics: std::sync::OnceLock<RawFd>,
 }
 
 impl Hooks {
@@ -802,6 +868,7 @@ impl Hooks {
             gate: Arc::default(),
             upgrader: std::sync::OnceLock::new(),
             listeners: listeners.collect(),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -819,6 +886,14 @@ impl Hooks {
 
     pub(crate) fn listener_fds(&self) -> Vec<RawFd> {
         self.listeners.clone()
+    }
+
+    pub(crate) fn set_metrics_fd(&self, fd: RawFd) {
+        let _ = self.metrics.set(fd);
+    }
+
+    pub(crate) fn metrics_fd(&self) -> Option<RawFd> {
+        self.metrics.get().copied()
     }
 }
 
@@ -894,10 +969,18 @@ pub(crate) async fn upgrade<S: Source + 'static>(src: Arc<S>) -> Result<Upgraded
         warn!("upgrade: connections still unfinished after {DRAIN_TIMEOUT:?}; they are closed");
     }
     let freeze = gate.freeze().await;
-    let listeners = src.listener_fds();
-    let snap = src.snapshot();
-    let node_fds: Vec<RawFd> = snap.nodes.iter().map(|n| n.fd).collect();
-    let result = match encode_state(listeners.len(), &snap) {
+    let mut listeners = src.listener_fds();
+    // Version 1 (a test knob here) has no place for the metrics listener.
+    let metrics = src.metrics_fd().filter(|_| version() >= 2);
+    let state = State {
+        listeners: listeners.len(),
+        metrics: metrics.is_some(),
+        upgrades: src.upgrades(),
+        snapshot: src.snapshot(),
+    };
+    listeners.extend(metrics);
+    let node_fds: Vec<RawFd> = state.snapshot.nodes.iter().map(|n| n.fd).collect();
+    let result = match encode_state(&state, version()) {
         Err(e) => Err(e),
         Ok(state) => {
             let r = blocking(move || {
@@ -999,6 +1082,10 @@ pub struct Incoming {
     pub exe: PathBuf,
     /// Listening sockets.
     pub listeners: Vec<TcpListener>,
+    /// The `-metrics` listener, if the old process served one.
+    pub metrics: Option<TcpListener>,
+    /// Upgrades the old process went through.
+    pub upgrades: u64,
     /// Registration connections, in `snapshot.nodes` order.
     pub streams: Vec<TcpStream>,
     /// The registry.
@@ -1032,12 +1119,14 @@ impl Incoming {
     pub fn receive(fd: OwnedFd) -> Result<Self, HandoverError> {
         let mut ch = Channel::new(UnixStream::from(fd))?;
         match Self::receive_on(&mut ch) {
-            Ok((old_pid, exe, listeners, streams, snapshot)) => Ok(Self {
-                old_pid,
-                exe,
-                listeners,
-                streams,
-                snapshot,
+            Ok(r) => Ok(Self {
+                old_pid: r.old_pid,
+                exe: r.exe,
+                listeners: r.listeners,
+                metrics: r.metrics,
+                upgrades: r.upgrades,
+                streams: r.streams,
+                snapshot: r.snapshot,
                 ch,
             }),
             Err(e) => {
@@ -1048,10 +1137,7 @@ impl Incoming {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn receive_on(
-        ch: &mut Channel,
-    ) -> Result<(u32, PathBuf, Vec<TcpListener>, Vec<TcpStream>, Snapshot), HandoverError> {
+    fn receive_on(ch: &mut Channel) -> Result<Received, HandoverError> {
         let (kind, body) = ch.recv()?;
         if kind != MSG_OFFER {
             return Err(HandoverError::Malformed("expected an offer"));
@@ -1061,9 +1147,11 @@ impl Incoming {
             return Err(HandoverError::Malformed("bad magic"));
         }
         let offered = c.u16()?;
-        let ours = version();
-        if offered != ours {
-            return Err(HandoverError::Version { offered, ours });
+        if !readable(offered) {
+            return Err(HandoverError::Version {
+                offered,
+                ours: version(),
+            });
         }
         let old_pid = c.u32()?;
         let exe = PathBuf::from(
@@ -1071,7 +1159,8 @@ impl Incoming {
         );
         c.end()?;
         let mut p = Vec::new();
-        put_u16(&mut p, ours);
+        // The version read, which the old side checks against its own.
+        put_u16(&mut p, offered);
         put_u32(&mut p, std::process::id());
         ch.send(MSG_ACCEPT, &p)?;
 
@@ -1088,9 +1177,9 @@ impl Incoming {
                 _ => return Err(HandoverError::Malformed("unexpected message")),
             }
         };
-        let (n_listeners, mut snapshot) = decode_state(&state)?;
+        let state = decode_state(&state, offered)?;
         let fds = std::mem::take(&mut ch.fds);
-        if fds.len() != expected || fds.len() != n_listeners + snapshot.nodes.len() {
+        if fds.len() != expected || fds.len() != state.descriptors() {
             return Err(HandoverError::Malformed(
                 "descriptor count does not match the state",
             ));
@@ -1098,14 +1187,28 @@ impl Incoming {
         let mut fds = fds.into_iter();
         let listeners: Vec<TcpListener> = fds
             .by_ref()
-            .take(n_listeners)
+            .take(state.listeners)
             .map(TcpListener::from)
             .collect();
+        let metrics = if state.metrics {
+            fds.next().map(TcpListener::from)
+        } else {
+            None
+        };
         let streams: Vec<TcpStream> = fds.map(TcpStream::from).collect();
+        let mut snapshot = state.snapshot;
         for (n, s) in snapshot.nodes.iter_mut().zip(&streams) {
             n.fd = s.as_raw_fd();
         }
-        Ok((old_pid, exe, listeners, streams, snapshot))
+        Ok(Received {
+            old_pid,
+            exe,
+            listeners,
+            metrics,
+            upgrades: state.upgrades,
+            streams,
+            snapshot,
+        })
     }
 
     /// Tells the old process that this one serves; it exits on this.
@@ -1120,6 +1223,17 @@ impl Incoming {
     pub fn refuse(mut self, reason: &str) {
         let _ = self.ch.send(MSG_REFUSE, reason.as_bytes());
     }
+}
+
+/// What [`Incoming::receive_on`] got, before the channel joins it.
+struct Received {
+    old_pid: u32,
+    exe: PathBuf,
+    listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+    upgrades: u64,
+    streams: Vec<TcpStream>,
+    snapshot: Snapshot,
 }
 
 /// Refuses on a channel that never became an [`Incoming`] (best effort).
@@ -1174,18 +1288,40 @@ mod tests {
                 fd: 12,
             }],
         };
-        let body = encode_state(2, &snap).unwrap();
-        assert_eq!(decode_state(&body).unwrap(), (2, snap));
+        let state = State {
+            listeners: 2,
+            metrics: true,
+            upgrades: 3,
+            snapshot: snap,
+        };
+        let body = encode_state(&state, VERSION).unwrap();
+        assert_eq!(decode_state(&body, VERSION).unwrap(), state);
+        assert_eq!(state.descriptors(), 5);
         for cut in 0..body.len() {
-            assert!(decode_state(&body[..cut]).is_err(), "cut at {cut}");
+            assert!(decode_state(&body[..cut], VERSION).is_err(), "cut at {cut}");
         }
         let mut long = body.clone();
         long.push(0);
-        assert!(decode_state(&long).is_err());
+        assert!(decode_state(&long, VERSION).is_err());
+        // Version 1 ends after the unregistered list: no upgrade count,
+        // no metrics listener.
+        let v1 = encode_state(&state, 1).unwrap();
+        assert_eq!(v1, body[..body.len() - 9]);
+        assert_eq!(
+            decode_state(&v1, 1).unwrap(),
+            State {
+                metrics: false,
+                upgrades: 0,
+                ..state.clone()
+            }
+        );
+        let mut flag = body.clone();
+        *flag.last_mut().unwrap() = 2;
+        assert!(decode_state(&flag, VERSION).is_err());
         // A huge count is refused before any allocation.
         let mut bad = body;
         bad[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(decode_state(&bad).is_err());
+        assert!(decode_state(&bad, VERSION).is_err());
     }
 
     #[test]

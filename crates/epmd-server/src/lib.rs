@@ -14,13 +14,17 @@
 //!   timeouts.
 //! - [`handover`]: the in-place upgrade (re-exec, sockets and registry
 //!   passed to the new process).
+//! - [`metrics`]: what the daemon counts, and its Prometheus text form;
+//!   [`exposition`]: `GET /metrics` on the `-metrics` address.
 //!
 //! The wire format lives in `epmd-proto`; this crate decides what to answer.
 
 mod accept;
 pub mod access;
+pub mod exposition;
 pub mod handover;
 pub mod listen;
+pub mod metrics;
 pub mod registry;
 pub mod respond;
 pub mod server;

@@ -86,6 +86,13 @@ fn is_family_missing(e: &io::Error) -> bool {
     )
 }
 
+/// Binds one listening socket the way the EPMD listeners are bound
+/// (address reuse, IPv6-only for IPv6, non-blocking, close-on-exec): used
+/// for the `-metrics` listener.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_one(addr.ip(), addr.port())
+}
+
 fn bind_one(addr: IpAddr, port: u16) -> io::Result<TcpListener> {
     let domain = match addr {
         IpAddr::V4(_) => Domain::IPV4,

@@ -376,6 +376,16 @@ impl<H> Registry<H> {
         self.nodes.len()
     }
 
+    /// Live nodes by kind: (ALIVE2, ALIVE3).
+    pub fn kinds(&self) -> (usize, usize) {
+        let legacy = self
+            .nodes
+            .values()
+            .filter(|n| matches!(n.kind, Kind::Legacy { .. }))
+            .count();
+        (legacy, self.nodes.len() - legacy)
+    }
+
     /// Whether no node is registered.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()

@@ -16,6 +16,7 @@ use epmd_proto::legacy::{self, Alive2Resp, TextListing};
 use epmd_proto::Request;
 use tokio::sync::Notify;
 
+use crate::metrics::Verdict;
 use crate::registry::{ConnId, Filter, RegisterError, Registry};
 use crate::server::Config;
 
@@ -135,20 +136,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A short label of the result, for logs and metrics: `ok`, `miss`,
-    /// `refused` or `closed`.
-    pub fn result(&self) -> &'static str {
+    /// How the request ended, for logs and metrics.
+    pub fn result(&self) -> Verdict {
         match self {
-            Self::Close(_) => "closed",
-            Self::Refused { .. } => "refused",
-            Self::Stop { stopped: None, .. } => "miss",
+            Self::Close(_) => Verdict::Closed,
+            Self::Refused { .. } => Verdict::Refused,
+            Self::Stop { stopped: None, .. } => Verdict::Miss,
             Self::Reply(r) | Self::Continue(r) => match r.as_bytes() {
-                b if b == legacy::PORT2_MISS => "miss",
-                b if b == ext::encode_port3_status(Status::Refused) => "miss",
-                b if b == legacy::KILL_NO => "refused",
-                _ => "ok",
+                b if b == legacy::PORT2_MISS => Verdict::Miss,
+                b if b == ext::encode_port3_status(Status::Refused) => Verdict::Miss,
+                b if b == ext::encode_unreg3_reply(Status::NotRegistered) => Verdict::Miss,
+                b if b == legacy::KILL_NO => Verdict::Refused,
+                _ => Verdict::Ok,
             },
-            _ => "ok",
+            _ => Verdict::Ok,
         }
     }
 }
@@ -341,7 +342,7 @@ mod tests {
         let o = respond(&mut reg, alive2(b"foo"), &peer(2, true), &cfg);
         assert!(matches!(o, Outcome::Refused { hold: true, .. }));
         assert_eq!(bytes(&o), [118, 1, 0, 0, 0, 99]);
-        assert_eq!(o.result(), "refused");
+        assert_eq!(o.result(), Verdict::Refused);
 
         let o = respond(
             &mut reg,
@@ -357,7 +358,7 @@ mod tests {
             &cfg,
         );
         assert_eq!(bytes(&o), legacy::PORT2_MISS);
-        assert_eq!(o.result(), "miss");
+        assert_eq!(o.result(), Verdict::Miss);
 
         let o = respond(&mut reg, Request::Names, &peer(4, false), &cfg);
         assert_eq!(bytes(&o), b"\0\0\x11\x11name foo at port 5000\n");

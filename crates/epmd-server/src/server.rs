@@ -32,7 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::{debug, trace, warn, Instrument};
 
-use crate::registry::{ConnId, Registry};
+use crate::metrics::{Command, Gauges, Metrics, RefusedReason, Verdict};
+use crate::registry::{ConnId, RegisterError, Registry};
 use crate::respond::{respond, Outcome, PeerCtx, Refusal, Reply, Stopper};
 
 /// The C epmd's input buffer: one request frame always fits.
@@ -105,6 +106,8 @@ struct Shared {
     limiter: Option<Mutex<crate::access::RateLimiter>>,
     /// In-place upgrade: the gate, the re-exec recipe, the listeners.
     upgrade: crate::handover::Hooks,
+    /// What `-metrics` exposes; always counted (an atomic add a request).
+    metrics: Metrics,
 }
 
 impl Shared {
@@ -130,10 +133,12 @@ impl Shared {
         match verdict {
             Admission::Serve => true,
             Admission::NotAllowed => {
+                self.metrics.refused(RefusedReason::Allow);
                 debug!(%peer, "peer outside -allow: closed without a reply");
                 false
             }
             Admission::OverRate => {
+                self.metrics.refused(RefusedReason::Rate);
                 debug!(%peer, "peer over -rate_limit: closed without a reply");
                 false
             }
@@ -161,6 +166,7 @@ impl Shared {
                     "pending table full: closing the oldest connection"
                 );
                 n.notify_one();
+                self.metrics.eviction();
             }
         }
         p.insert(id, evict.clone());
@@ -171,7 +177,34 @@ impl Shared {
     /// Returns whether there was one.
     fn evict_oldest(&self) -> bool {
         let oldest = self.pending().pop_first();
-        oldest.map(|(_, n)| n.notify_one()).is_some()
+        let evicted = oldest.map(|(_, n)| n.notify_one()).is_some();
+        if evicted {
+            self.metrics.eviction();
+        }
+        evicted
+    }
+
+    /// Counts a request by how it ended.
+    fn count(&self, command: Command, outcome: &Outcome) {
+        self.metrics.request(command, outcome.result());
+        if let Outcome::Refused {
+            error: RegisterError::Capacity,
+            ..
+        } = outcome
+        {
+            self.metrics.refused(RefusedReason::Capacity);
+        }
+    }
+
+    /// The exposition, with the gauges read now.
+    fn scrape(&self) -> Vec<u8> {
+        let (legacy, extended) = self.registry().kinds();
+        let pending = self.pending().len();
+        self.metrics.encode(Gauges {
+            legacy,
+            extended,
+            pending,
+        })
     }
 
     fn release(&self, id: ConnId) {
@@ -191,6 +224,12 @@ impl crate::handover::Source for Shared {
     }
     fn snapshot(&self) -> crate::registry::Snapshot {
         self.registry().export()
+    }
+    fn metrics_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.upgrade.metrics_fd()
+    }
+    fn upgrades(&self) -> u64 {
+        self.metrics.upgrades()
     }
 }
 
@@ -220,6 +259,8 @@ pub enum ServerError {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<AsyncFd<std::net::TcpListener>>,
+    /// The `-metrics` listener, when set.
+    metrics: Option<AsyncFd<std::net::TcpListener>>,
 }
 
 impl Server {
@@ -259,9 +300,14 @@ impl Server {
                 .rate_limit
                 .map(|n| Mutex::new(crate::access::RateLimiter::new(n))),
             upgrade,
+            metrics: Metrics::new(),
             cfg,
         });
-        Self { shared, listeners }
+        Self {
+            shared,
+            listeners,
+            metrics: None,
+        }
     }
 
     /// Takes over from a previous process (see [`crate::handover`]): its
@@ -292,7 +338,11 @@ impl Server {
             (i as ConnId + 1, n.fd, stopper)
         });
         let next = streams.len() as ConnId + 1;
-        let server = Self::build(cfg, listeners, registry, next);
+        let mut server = Self::build(cfg, listeners, registry, next);
+        server.shared.metrics.continue_upgrades(incoming.upgrades);
+        if let Some(m) = incoming.metrics.take() {
+            server.serve_metrics(m)?;
+        }
         for (i, ((stream, stopper), node)) in streams
             .into_iter()
             .zip(stoppers)
@@ -309,6 +359,27 @@ impl Server {
             tokio::spawn(held.instrument(span));
         }
         Ok(server)
+    }
+
+    /// Serves `GET /metrics` on `listener` (`-metrics`) once running; the
+    /// socket is handed over by an upgrade like the EPMD listeners.
+    pub fn serve_metrics(&mut self, listener: std::net::TcpListener) -> Result<(), ServerError> {
+        listener.set_nonblocking(true)?;
+        // SAFETY: as in `new`.
+        let listener = unsafe { AsyncFd::register(listener) }.map_err(io::Error::from)?;
+        self.shared.upgrade.set_metrics_fd(listener.as_raw_fd());
+        self.metrics = Some(listener);
+        Ok(())
+    }
+
+    /// Whether `-metrics` is served (set here or handed over).
+    pub fn has_metrics(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    /// The exposition `GET /metrics` would answer now.
+    pub fn scrape(&self) -> Vec<u8> {
+        self.shared.scrape()
     }
 
     /// Lets the daemon upgrade in place (`-upgrade`, `SIGUSR2`).
@@ -339,11 +410,20 @@ impl Server {
     /// sockets close; connections already accepted finish on their own
     /// (or end with the runtime).
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let accepting: Vec<_> = self
+        let mut accepting: Vec<_> = self
             .listeners
             .into_iter()
             .map(|l| tokio::spawn(accept_loop(self.shared.clone(), l)))
             .collect();
+        if let Some(l) = self.metrics {
+            let shared = self.shared.clone();
+            let render: Arc<dyn Fn() -> Vec<u8> + Send + Sync> = Arc::new(move || shared.scrape());
+            accepting.push(tokio::spawn(crate::exposition::serve(
+                l,
+                self.shared.upgrade.gate().clone(),
+                render,
+            )));
+        }
         crate::handover::spawn_signal_task(self.shared.clone());
         tokio::select! {
             () = self.shared.killed.notified() => debug!("killed by request"),
@@ -501,6 +581,7 @@ fn serve_fast(
         Ok(r) if is_fast(&r) => r,
         _ => return Some(Start::Read(bytes.to_vec())),
     };
+    let command = Command::of(&req);
     let ctx = PeerCtx {
         conn: id,
         fd: stream.as_raw_fd(),
@@ -509,6 +590,7 @@ fn serve_fast(
         owns: None,
     };
     let outcome = respond(&mut shared.registry(), req, &ctx, &shared.cfg);
+    shared.count(command, &outcome);
     let reply = match outcome {
         Outcome::Reply(Reply::Whole(b)) => b,
         Outcome::Close(why) => {
@@ -639,10 +721,12 @@ async fn serve_conn(
     let frame = match frame {
         Ok(f) => f,
         Err(NoRequest::Bad(e)) => {
+            shared.metrics.request(Command::Invalid, Verdict::Closed);
             warn!("invalid packet: {e}");
             return;
         }
         Err(NoRequest::Pipelined) => {
+            shared.metrics.request(Command::Invalid, Verdict::Closed);
             warn!("more than one request in a packet: closing");
             return;
         }
@@ -659,8 +743,12 @@ async fn serve_conn(
     if frame.get(2..) == Some(crate::handover::UPGRADE_BODY) {
         drop(busy);
         if local {
+            // Returns only when the upgrade failed (on success this
+            // process exits; the new one counts epmdx_upgrades_total).
             crate::handover::serve_request(shared.clone(), stream).await;
+            shared.metrics.request(Command::Upgrade, Verdict::Refused);
         } else {
+            shared.metrics.request(Command::Upgrade, Verdict::Closed);
             warn!("non-local peer {peer} refused a local-only request");
         }
         return;
@@ -668,10 +756,12 @@ async fn serve_conn(
     let req = match Request::decode(&frame[2..]) {
         Ok(r) => r,
         Err(e) => {
+            shared.metrics.request(Command::Invalid, Verdict::Closed);
             warn!("got garbage: {e}");
             return;
         }
     };
+    let command = Command::of(&req);
     let ctx = PeerCtx {
         conn: id,
         fd: stream.as_raw_fd(),
@@ -680,6 +770,7 @@ async fn serve_conn(
         owns: None,
     };
     let outcome = respond(&mut shared.registry(), req, &ctx, cfg);
+    shared.count(command, &outcome);
     drop(frame);
     match outcome {
         Outcome::Close(why) => log_refusal(why, peer),
@@ -858,6 +949,7 @@ async fn serve_ext_registration(
         while let Ok(Some(len)) = frame::check(&buf) {
             let outcome = match Request::decode(&buf[2..2 + len]) {
                 Ok(req) => {
+                    let command = Command::of(&req);
                     let ctx = PeerCtx {
                         conn: id,
                         fd: stream.as_raw_fd(),
@@ -865,9 +957,14 @@ async fn serve_ext_registration(
                         now_unix: now_unix(),
                         owns: Some(name),
                     };
-                    respond(&mut shared.registry(), req, &ctx, &shared.cfg)
+                    let outcome = respond(&mut shared.registry(), req, &ctx, &shared.cfg);
+                    shared.count(command, &outcome);
+                    outcome
                 }
-                Err(_) => Outcome::Close(Refusal::Unexpected),
+                Err(_) => {
+                    shared.metrics.request(Command::Invalid, Verdict::Closed);
+                    Outcome::Close(Refusal::Unexpected)
+                }
             };
             let Outcome::Continue(reply) = outcome else {
                 warn!("unexpected request on a registration connection: closing");

@@ -49,6 +49,8 @@ pub(crate) struct Args {
     pub(crate) allow: Option<String>,
     /// `-rate_limit N` (epmdx), checked by the daemon likewise.
     pub(crate) rate_limit: Option<String>,
+    /// `-metrics ADDR:PORT` (epmdx), checked by the daemon likewise.
+    pub(crate) metrics: Option<String>,
 }
 
 /// The command line is wrong: print the usage text and exit 1.
@@ -105,6 +107,7 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
         etcd_ttl: None,
         allow: None,
         rate_limit: None,
+        metrics: None,
     };
     let mut i = 0;
     while i < argv.len() {
@@ -153,6 +156,10 @@ pub(crate) fn parse(argv: &[String], env_port: u16, env_relaxed: bool) -> Result
             }
             "-rate_limit" => {
                 a.rate_limit = Some(next.ok_or(Usage)?.clone());
+                i += 2;
+            }
+            "-metrics" => {
+                a.metrics = Some(next.ok_or(Usage)?.clone());
                 i += 2;
             }
             "-etcd_ttl" => {
@@ -268,5 +275,13 @@ mod tests {
         assert_eq!(c.etcd_ttl, Some(Duration::from_secs(3)));
         assert_eq!(p(&["-etcd_ttl", "0"]), Err(Usage));
         assert_eq!(p(&["-cluster"]), Err(Usage));
+        assert_eq!(
+            p(&["-metrics", "127.0.0.1:9100"])
+                .unwrap()
+                .metrics
+                .as_deref(),
+            Some("127.0.0.1:9100")
+        );
+        assert_eq!(p(&["-metrics"]), Err(Usage));
     }
 }

@@ -1,7 +1,7 @@
 //! Running the daemon: limits, binding (before daemonising), `-daemon`,
 //! `-systemd`, logging, and the runtime.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::FromRawFd;
 
 use epmd_server::access::AllowList;
@@ -189,17 +189,48 @@ fn access_config(args: &Args) -> Result<Access, String> {
             }
         },
     };
+    let metrics = match args.metrics.as_deref() {
+        None => None,
+        Some(s) => Some(metrics_addr(s, args.port)?),
+    };
     Ok(Access {
         allow,
         rate_limit: rate,
+        metrics,
     })
 }
 
-/// The validated access settings, carried from the checks before binding
-/// to the server's configuration.
+/// `-metrics ADDR:PORT`: an IP address (IPv6 in brackets) and a port that
+/// is not the EPMD port, so the exposition never answers EPMD clients.
+fn metrics_addr(s: &str, epmd_port: u16) -> Result<SocketAddr, String> {
+    let shown = s.chars().take(60).collect::<String>();
+    let addr: SocketAddr = s.trim().parse().map_err(|_| {
+        format!("bad -metrics (EPMDX_METRICS) setting {shown:?}: want ADDR:PORT, e.g. 127.0.0.1:9369 or [::1]:9369")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "bad -metrics (EPMDX_METRICS) setting {shown:?}: the port must not be 0"
+        ));
+    }
+    if addr.port() == epmd_port {
+        return Err(format!(
+            "bad -metrics (EPMDX_METRICS) setting {shown:?}: port {epmd_port} is the EPMD port"
+        ));
+    }
+    Ok(addr)
+}
+
+/// Binds the `-metrics` listener.
+fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, String> {
+    listen::bind(addr).map_err(|e| format!("cannot listen for -metrics on {addr}: {e}"))
+}
+
+/// The validated access and metrics settings, carried from the checks
+/// before binding to the server's configuration.
 struct Access {
     allow: Option<AllowList>,
     rate_limit: Option<u32>,
+    metrics: Option<SocketAddr>,
 }
 
 /// Runs the daemon; returns the process exit code.
@@ -225,7 +256,15 @@ pub(crate) fn run(args: &Args) -> i32 {
             }
         };
         return match fd.and_then(epmd_server::handover::Incoming::receive) {
-            Ok(incoming) => serve(args, Some(incoming), Vec::new(), None, cluster, access),
+            Ok(incoming) => serve(
+                args,
+                Some(incoming),
+                Vec::new(),
+                None,
+                None,
+                cluster,
+                access,
+            ),
             Err(e) => {
                 error!("cannot take over from the previous daemon: {e}");
                 1
@@ -278,10 +317,13 @@ pub(crate) fn run(args: &Args) -> i32 {
             }
         }
     };
-    let port = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map_or(args.port, |a| a.port());
+    let metrics = match access.metrics.map(bind_metrics).transpose() {
+        Ok(m) => m,
+        Err(msg) => {
+            error!("{msg}");
+            return 1;
+        }
+    };
     if args.daemon {
         if let Err(e) = daemonize() {
             error!("cannot daemonize: {e}");
@@ -289,8 +331,7 @@ pub(crate) fn run(args: &Args) -> i32 {
         }
         log::init(args.debug, true);
     }
-    let _ = port;
-    serve(args, None, listeners, exe, cluster, access)
+    serve(args, None, listeners, metrics, exe, cluster, access)
 }
 
 /// Runs the server on fresh listeners, or on what a previous daemon handed
@@ -299,6 +340,7 @@ fn serve(
     args: &Args,
     mut incoming: Option<epmd_server::handover::Incoming>,
     listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
     exe: Option<std::path::PathBuf>,
     cluster: Option<crate::cluster::ClusterConfig>,
     access: Access,
@@ -314,6 +356,7 @@ fn serve(
     let (max_pending, max_nodes) = connection_bounds(nofile);
     debug!("epmd running - daemon = {}", u8::from(args.daemon));
     debug!("open-file limit {nofile}: up to {max_nodes} registrations, {max_pending} pending connections");
+    let metrics_addr_wanted = access.metrics;
     let cfg = Config {
         port,
         relaxed: args.relaxed,
@@ -357,7 +400,7 @@ fn serve(
             Some(i) => Server::adopt(cfg, i),
             None => Server::new(cfg, listeners),
         };
-        let server = match server {
+        let mut server = match server {
             Ok(s) => s,
             Err(e) => {
                 if let Some(i) = incoming.take() {
@@ -366,6 +409,25 @@ fn serve(
                 return Err(e);
             }
         };
+        // Fresh: the listener bound before daemonising. Taking over from a
+        // build that had no metrics listener to hand on: bind it now, and
+        // give up (the old daemon serves on) if that fails.
+        let metrics = match (metrics, metrics_addr_wanted) {
+            (Some(l), _) => Some(Ok(l)),
+            (None, Some(addr)) if !server.has_metrics() => Some(bind_metrics(addr)),
+            _ => None,
+        };
+        match metrics {
+            Some(Ok(l)) => server.serve_metrics(l)?,
+            Some(Err(msg)) => {
+                if let Some(i) = incoming.take() {
+                    i.refuse(&msg);
+                }
+                error!("{msg}");
+                std::process::exit(1);
+            }
+            None => {}
+        }
         if let Some(c) = cluster {
             // From here every registration change is handed to the
             // publisher thread; nothing on the EPMD path waits for etcd.

@@ -71,6 +71,9 @@ fn main() {
     if parsed.rate_limit.is_none() {
         parsed.rate_limit = std::env::var("EPMDX_RATE_LIMIT").ok();
     }
+    if parsed.metrics.is_none() {
+        parsed.metrics = std::env::var("EPMDX_METRICS").ok();
+    }
     let code = match &parsed.mode {
         args::Mode::Daemon => daemon::run(&parsed),
         mode => client_runtime().block_on(client_modes::run(mode, parsed.port)),

@@ -9,11 +9,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use test_support::metrics::{scrape, value};
 use test_support::netns::{Host, Namespace, Subnet, Topology};
 use test_support::process::{run_with_timeout, Background};
 use test_support::{epmdx_bin, wait_until};
 
 const PORT: u16 = 4471;
+/// `-metrics` on the server's loopback (its own namespace: no clash).
+const METRICS: &str = "127.0.0.1:4472";
 
 /// What a NAMES request got: the reply's length, or closed without a byte.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +71,16 @@ impl Lab {
         })
     }
 
+    /// `epmdx_refused_total{reason}` as the daemon's own host scrapes it.
+    fn refused(&self, reason: &str) -> Result<f64> {
+        let addr: SocketAddr = METRICS.parse()?;
+        let text = self.ns("srv").run_in(|| scrape(addr))??;
+        value(
+            &text,
+            &format!(r#"epmdx_refused_total{{reason="{reason}"}}"#),
+        )
+    }
+
     fn ns(&self, role: &str) -> &Namespace {
         self.topo.host(role).expect("lab host")
     }
@@ -98,8 +111,14 @@ impl Lab {
 fn allow_list_refuses_outsiders_silently_and_never_locals() -> Result<()> {
     let lab = Lab::build("eal", 78)?;
     for (args, env) in [
-        (vec!["-allow", "10.78.1.2/32, 192.0.2.0/24"], vec![]),
-        (vec![], vec![("EPMDX_ALLOW", "10.78.1.2,2001:db8::/32")]),
+        (
+            vec!["-allow", "10.78.1.2/32, 192.0.2.0/24", "-metrics", METRICS],
+            vec![],
+        ),
+        (
+            vec!["-metrics", METRICS],
+            vec![("EPMDX_ALLOW", "10.78.1.2,2001:db8::/32")],
+        ),
     ] {
         let _daemon = lab.start(&args, &env)?;
         let inside = ask_names(lab.ns("ok"), lab.server);
@@ -111,6 +130,7 @@ fn allow_list_refuses_outsiders_silently_and_never_locals() -> Result<()> {
                 "a peer outside the list gets no reply ({args:?} {env:?})"
             );
         }
+        assert_eq!(lab.refused("allow")?, 3.0, "each refusal counted");
         // Local peers: loopback, and the host's own address.
         for addr in [format!("127.0.0.1:{PORT}").parse()?, lab.server] {
             let a = ask_names(lab.ns("srv"), addr);
@@ -127,7 +147,7 @@ fn allow_list_refuses_outsiders_silently_and_never_locals() -> Result<()> {
 #[test]
 fn rate_limit_is_per_source_and_spares_locals() -> Result<()> {
     let lab = Lab::build("ear", 79)?;
-    let _daemon = lab.start(&["-rate_limit", "5"], &[])?;
+    let _daemon = lab.start(&["-rate_limit", "5", "-metrics", METRICS], &[])?;
     let t = Instant::now();
     let answers: Vec<Answer> = (0..12)
         .map(|_| ask_names(lab.ns("ok"), lab.server))
@@ -152,6 +172,8 @@ fn rate_limit_is_per_source_and_spares_locals() -> Result<()> {
         served <= allowed && refused > 0,
         "served {served} of 12 in {took:.2}s (at most {allowed}): {answers:?}"
     );
+    assert_eq!(lab.refused("rate")?, refused as f64, "each refusal counted");
+    assert_eq!(lab.refused("allow")?, 0.0);
     // Another source has its own bucket; locals are never limited.
     let other = ask_names(lab.ns("bad"), lab.server);
     assert!(matches!(other, Answer::Reply(_)), "{other:?}");

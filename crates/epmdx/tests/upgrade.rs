@@ -336,15 +336,15 @@ fn failed_upgrades_leave_the_old_daemon_serving() -> Result<()> {
 
     // A build speaking another hand-over version refuses; the old one says so.
     let script = format!(
-        "#!/bin/sh\nEPMDX_HANDOVER_VERSION=2 exec '{}' \"$@\"\n",
+        "#!/bin/sh\nEPMDX_HANDOVER_VERSION=99 exec '{}' \"$@\"\n",
         test_support::epmdx_bin().display()
     );
     d.replace_binary(script.as_bytes(), 0o755)?;
     check(
         &d,
         &d.upgrade_cmd()?,
-        "the new process refused the hand-over: hand-over version 1 offered, \
-         this binary reads version 2",
+        "the new process refused the hand-over: hand-over version 2 offered, \
+         this binary reads version 99",
     )?;
 
     d.replace_binary(b"#!/bin/sh\nexit 3\n", 0o755)?;
@@ -363,6 +363,37 @@ fn failed_upgrades_leave_the_old_daemon_serving() -> Result<()> {
     ensure!(d.upgrade()? == 1);
     drop(node);
     ensure!(wait_until(WAIT, || !is_registered(port, "upfail")));
+    Ok(())
+}
+
+#[test]
+fn upgrade_from_a_build_writing_hand_over_version_1() -> Result<()> {
+    // The previous release wrote version 1 (no upgrade count, no metrics
+    // listener); this build must take over from it.
+    let mut d = UpgradableDaemon::start_with_env(&[], &[("EPMDX_HANDOVER_VERSION", "1")])?;
+    let rt = rt();
+    let client = Client::local(d.port);
+    let node = rt.block_on(client.register(&epmd_proto::legacy::Alive2Req {
+        port: 40300,
+        node_type: 77,
+        protocol: 0,
+        high: 6,
+        low: 5,
+        name: b"fromv1",
+        extra: b"",
+    }))?;
+    let before = live(d.port)?;
+    // The new binary: this build, without the knob.
+    let script = format!(
+        "#!/bin/sh\nunset EPMDX_HANDOVER_VERSION\nexec '{}' \"$@\"\n",
+        test_support::epmdx_bin().display()
+    );
+    d.replace_binary(script.as_bytes(), 0o755)?;
+    ensure!(d.upgrade()? == 1, "log:\n{}", d.log());
+    ensure!(live(d.port)? == before, "registrations changed");
+    ensure!(port_please2(d.port, "fromv1") == Ok(40300));
+    drop(node);
+    ensure!(wait_until(WAIT, || !is_registered(d.port, "fromv1")));
     Ok(())
 }
 

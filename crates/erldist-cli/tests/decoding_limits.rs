@@ -181,11 +181,10 @@ fn drive(m: &mut impl Handshake, sock: &mut TcpStream) -> Established {
         while let Some(bytes) = m.poll_transmit() {
             sock.write_all(&bytes).expect("write");
         }
-        while let Some(ev) = m.poll_event() {
-            match ev {
-                Event::Established(est) => return est,
-                other => panic!("handshake: {other:?}"),
-            }
+        match m.poll_event() {
+            Some(Event::Established(est)) => return est,
+            Some(other) => panic!("handshake: {other:?}"),
+            None => {}
         }
         let at = m.poll_timeout().expect("a deadline");
         let left = at.saturating_duration_since(Instant::now());

@@ -32,6 +32,7 @@ pub mod corpus;
 pub mod docs;
 pub mod erl;
 pub mod etcd;
+pub mod metrics;
 pub mod net;
 pub mod netns;
 pub mod process;

@@ -107,6 +107,12 @@ impl UpgradableDaemon {
     /// Copies the binary and starts `exe -port P args` in the foreground,
     /// logging to `dir/daemon.log`; waits until it answers NAMES.
     pub fn start(args: &[&str]) -> Result<Self> {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`UpgradableDaemon::start`], with extra environment variables
+    /// (which the generations after it inherit).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         become_subreaper();
         let dir = TempDir::new("upgrade")?;
         let exe = dir.path().join("epmdx");
@@ -120,6 +126,7 @@ impl UpgradableDaemon {
                 .args(args)
                 .env_remove("ERL_EPMD_PORT")
                 .env_remove("ERL_EPMD_ADDRESS")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);

@@ -293,7 +293,7 @@ fn ipv4_only_host_with_address_loopback_serves() {
                 );
                 for arg in ["127.0.0.1", "127.0.0.1,127.0.0.2"] {
                     let (p, port) = start_running(subject, &["-address", arg], v4)?;
-                    t.push(&format!("-address {arg}"), "serves on 127.0.0.1".to_owned());
+                    t.push(format!("-address {arg}"), "serves on 127.0.0.1".to_owned());
                     anyhow::ensure!(names_answers_at(v4(port)));
                     drop(p);
                 }
